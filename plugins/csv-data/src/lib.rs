@@ -1,0 +1,243 @@
+//! `csv-data`: bars from `<dir>/<SYMBOL>.csv` in a directory granted to the slice.
+//!
+//! The file has the header `timestamp,open,high,low,close,volume`, one bar per
+//! row, sorted by time, with ISO-8601 UTC timestamps (`2024-01-05T13:00:00Z`,
+//! or a plain `2024-01-05` for daily bars). Lines starting with `#` before the
+//! header are comments; a comment that says `SYNTHETIC` marks the data as
+//! generated, and reports say so. The file is streamed, never loaded whole,
+//! and every bad row is reported with its file and line.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+
+use plugin_sdk::{Bar, Config, DataSource, Error, Manifest, Param, Result, SourceInfo, TimeRange, Timestamp};
+
+mod timestamp;
+
+const HEADER: &str = "timestamp,open,high,low,close,volume";
+
+pub struct CsvData {
+    dir: String,
+    reader: Option<Reader>,
+}
+
+struct Reader {
+    path: String,
+    lines: BufReader<File>,
+    line_no: u64,
+    range: TimeRange,
+    previous: Option<Timestamp>,
+    done: bool,
+    line: String,
+}
+
+impl DataSource for CsvData {
+    fn manifest() -> Manifest {
+        Manifest::new("Bars from <dir>/<SYMBOL>.csv (timestamp,open,high,low,close,volume)")
+            .param(Param::text("dir", "/data", "directory of the CSV files, as granted to this slice"))
+    }
+
+    fn new(config: &Config) -> Result<Self> {
+        let dir = config.text("dir")?.trim_end_matches('/').to_owned();
+        if dir.is_empty() {
+            return Err(Error::new("`dir` must name a directory"));
+        }
+        Ok(CsvData { dir, reader: None })
+    }
+
+    fn open(&mut self, symbol: &str, range: TimeRange) -> Result<SourceInfo> {
+        let path = format!("{}/{symbol}.csv", self.dir);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::new(format!("no data file {path} for {symbol}; {}", self.available())));
+            }
+            Err(e) => return Err(Error::new(format!("cannot open {path}: {e}"))),
+        };
+        let mut reader = Reader {
+            path,
+            lines: BufReader::with_capacity(1 << 16, file),
+            line_no: 0,
+            range,
+            previous: None,
+            done: false,
+            line: String::new(),
+        };
+        let comments = reader.read_header()?;
+        let synthetic = comments.iter().any(|c| c.to_ascii_uppercase().contains("SYNTHETIC"));
+        let description = match comments.first() {
+            Some(first) => format!("{} ({first})", reader.path),
+            None => reader.path.clone(),
+        };
+        self.reader = Some(reader);
+        Ok(SourceInfo { description, synthetic })
+    }
+
+    fn next_batch(&mut self, max: usize, bars: &mut Vec<Bar>) -> Result<()> {
+        let reader = self.reader.as_mut().ok_or_else(|| Error::new("next-batch before open"))?;
+        while bars.len() < max && !reader.done {
+            if let Some(bar) = reader.next_bar()? {
+                bars.push(bar);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl CsvData {
+    /// "available: BTC-USD, ETH-USD" for the error message of a missing file.
+    fn available(&self) -> String {
+        match std::fs::read_dir(&self.dir) {
+            Ok(entries) => {
+                let mut symbols: Vec<String> = entries
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| e.file_name().to_str()?.strip_suffix(".csv").map(str::to_owned))
+                    .collect();
+                symbols.sort();
+                if symbols.is_empty() {
+                    format!("{} holds no .csv files", self.dir)
+                } else {
+                    format!("available: {}", symbols.join(", "))
+                }
+            }
+            Err(e) => format!("cannot list {}: {e} (is it granted to this slice?)", self.dir),
+        }
+    }
+}
+
+impl Reader {
+    fn error(&self, message: impl std::fmt::Display) -> Error {
+        Error::new(format!("{} line {}: {message}", self.path, self.line_no))
+    }
+
+    /// Reads the next line into `self.line`; false at end of file.
+    fn read_line(&mut self) -> Result<bool> {
+        self.line.clear();
+        let n = self.lines.read_line(&mut self.line).map_err(|e| self.error(format!("cannot read: {e}")))?;
+        if n > 0 {
+            self.line_no += 1;
+        }
+        Ok(n > 0)
+    }
+
+    /// Skips leading comments (returned) and checks the header.
+    fn read_header(&mut self) -> Result<Vec<String>> {
+        let mut comments = Vec::new();
+        loop {
+            if !self.read_line()? {
+                return Err(Error::new(format!("{} is empty: expected the header `{HEADER}`", self.path)));
+            }
+            let line = self.line.trim();
+            if let Some(comment) = line.strip_prefix('#') {
+                comments.push(comment.trim().to_owned());
+                continue;
+            }
+            if line.is_empty() {
+                continue;
+            }
+            if !line.eq_ignore_ascii_case(HEADER) {
+                return Err(self.error(format!("expected the header `{HEADER}`, found `{line}`")));
+            }
+            return Ok(comments);
+        }
+    }
+
+    /// The next row inside the range; `None` for a row before the range or at the end.
+    fn next_bar(&mut self) -> Result<Option<Bar>> {
+        if !self.read_line()? {
+            self.done = true;
+            return Ok(None);
+        }
+        let line = self.line.trim_end_matches(['\n', '\r']);
+        if line.trim().is_empty() {
+            return Err(self.error("empty line"));
+        }
+        let bar = parse_row(line).map_err(|m| self.error(m))?;
+        if let Some(prev) = self.previous
+            && bar.ts <= prev
+        {
+            let what = if bar.ts == prev { "repeats" } else { "is before" };
+            return Err(self.error(format!(
+                "timestamp {} {what} the previous row's {} (rows must be in strictly increasing time order)",
+                timestamp::format(bar.ts),
+                timestamp::format(prev)
+            )));
+        }
+        self.previous = Some(bar.ts);
+        if self.range.end.is_some_and(|end| bar.ts > end) {
+            self.done = true;
+            return Ok(None);
+        }
+        Ok(self.range.contains(bar.ts).then_some(bar))
+    }
+}
+
+fn parse_row(line: &str) -> std::result::Result<Bar, String> {
+    let mut fields = line.split(',');
+    let mut next = |name: &str| {
+        fields
+            .next()
+            .map(str::trim)
+            .ok_or_else(|| format!("missing field `{name}` (expected 6 fields: {HEADER})"))
+    };
+    let ts_text = next("timestamp")?;
+    let ts = timestamp::parse(ts_text).map_err(|e| format!("field `timestamp`: {e}"))?;
+    let mut number = |name: &str| -> std::result::Result<f64, String> {
+        let text = next(name)?;
+        let v: f64 = text.parse().map_err(|_| format!("field `{name}`: `{text}` is not a number"))?;
+        if !v.is_finite() {
+            return Err(format!("field `{name}`: `{text}` is not finite"));
+        }
+        Ok(v)
+    };
+    let (open, high, low, close, volume) =
+        (number("open")?, number("high")?, number("low")?, number("close")?, number("volume")?);
+    if fields.next().is_some() {
+        return Err(format!("more than 6 fields (expected {HEADER})"));
+    }
+    for (name, v) in [("open", open), ("high", high), ("low", low), ("close", close)] {
+        if v <= 0.0 {
+            return Err(format!("field `{name}`: price {v} is not positive"));
+        }
+    }
+    if volume < 0.0 {
+        return Err(format!("field `volume`: {volume} is negative"));
+    }
+    if high < open.max(close) || low > open.min(close) || high < low {
+        return Err(format!(
+            "inconsistent prices: open {open} high {high} low {low} close {close} (need low <= open, close <= high)"
+        ));
+    }
+    Ok(Bar { ts, open, high, low, close, volume })
+}
+
+plugin_sdk::export_data_source!(CsvData);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_row_of_the_shared_data() {
+        let bar = parse_row("2014-09-18T00:00:00Z,456.8599853515625,456.8599853515625,413.10400390625,424.44000244140625,34483200.0").unwrap();
+        assert_eq!(bar.ts, 1_410_998_400_000);
+        assert_eq!(bar.open, 456.8599853515625);
+        assert_eq!(bar.volume, 34_483_200.0);
+    }
+
+    #[test]
+    fn bad_rows_say_which_field() {
+        let cases = [
+            ("2024-01-01,1,2,0.5,abc,10", "field `close`: `abc` is not a number"),
+            ("2024-01-01,1,2,0.5,1", "missing field `volume`"),
+            ("2024-01-01,1,2,0.5,1,10,7", "more than 6 fields"),
+            ("2024-13-01,1,2,0.5,1,10", "field `timestamp`"),
+            ("2024-01-01,1,0.9,0.5,1,10", "inconsistent prices"),
+            ("2024-01-01,-1,2,0.5,1,10", "field `open`: price -1 is not positive"),
+        ];
+        for (row, want) in cases {
+            let err = parse_row(row).unwrap_err();
+            assert!(err.contains(want), "{row}: {err}");
+        }
+    }
+}

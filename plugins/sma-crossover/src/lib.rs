@@ -1,0 +1,182 @@
+//! `sma-crossover`: the moving-average crossover, with a rule per regime.
+//!
+//! The crossover rule enters long when the fast average crosses above the
+//! slow one (fast > slow on this bar, fast <= slow on the previous bar) and
+//! exits when it crosses below (fast < slow now, fast >= slow before). A
+//! signal needs both averages on this bar and the previous one.
+//!
+//! Each regime maps to one rule (setting = regime name):
+//! - `crossover`: enter and exit on crosses (the default for every regime);
+//! - `exit-only`: exit on a cross below, never enter;
+//! - `flat`: exit at once and stay out;
+//! - `hold`: do nothing, keep whatever position there is.
+
+use plugin_sdk::{
+    Action, Bar, Config, Error, FeatureNames, FeatureRows, Manifest, Param, Regime, Result, Signal, Strategy,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rule {
+    Crossover,
+    ExitOnly,
+    Flat,
+    Hold,
+}
+
+const REGIME_KEYS: [(&str, Regime); 5] = [
+    ("unknown", Regime::Unknown),
+    ("trending-up", Regime::TrendingUp),
+    ("trending-down", Regime::TrendingDown),
+    ("ranging", Regime::Ranging),
+    ("volatile", Regime::Volatile),
+];
+
+pub struct SmaCrossover {
+    fast: usize,
+    slow: usize,
+    rules: [Rule; 5],
+    previous: Option<(f64, f64)>,
+}
+
+fn regime_index(regime: Regime) -> usize {
+    REGIME_KEYS.iter().position(|(_, r)| *r == regime).expect("every regime has a key")
+}
+
+impl Strategy for SmaCrossover {
+    fn manifest() -> Manifest {
+        let mut m = Manifest::new("Moving-average crossover with a rule per market regime")
+            .param(Param::text("fast-feature", "sma_fast", "feature holding the fast average"))
+            .param(Param::text("slow-feature", "sma_slow", "feature holding the slow average"));
+        for (key, _) in REGIME_KEYS {
+            m = m.param(Param::text(
+                key,
+                "crossover",
+                "rule in this regime: crossover, exit-only, flat or hold",
+            ));
+        }
+        m
+    }
+
+    fn new(config: &Config, features: &FeatureNames) -> Result<Self> {
+        let mut rules = [Rule::Crossover; 5];
+        for (i, (key, _)) in REGIME_KEYS.iter().enumerate() {
+            rules[i] = match config.text(key)? {
+                "crossover" => Rule::Crossover,
+                "exit-only" => Rule::ExitOnly,
+                "flat" => Rule::Flat,
+                "hold" => Rule::Hold,
+                other => {
+                    return Err(Error::new(format!(
+                        "`{key}` must be crossover, exit-only, flat or hold, got {other:?}"
+                    )));
+                }
+            };
+        }
+        Ok(SmaCrossover {
+            fast: features.index(config.text("fast-feature")?)?,
+            slow: features.index(config.text("slow-feature")?)?,
+            rules,
+            previous: None,
+        })
+    }
+
+    fn decide(
+        &mut self,
+        bars: &[Bar],
+        features: &FeatureRows,
+        regimes: &[Regime],
+        signals: &mut Vec<Signal>,
+    ) -> Result<()> {
+        for (i, regime) in regimes.iter().enumerate().take(bars.len()) {
+            let (fast, slow) = (features.get(i, self.fast), features.get(i, self.slow));
+            let previous = self.previous.replace((fast, slow));
+            let rule = self.rules[regime_index(*regime)];
+            if rule == Rule::Flat {
+                signals.push(Signal::market(i, Action::ExitLong));
+                continue;
+            }
+            let Some((prev_fast, prev_slow)) = previous else { continue };
+            if [fast, slow, prev_fast, prev_slow].iter().any(|v| v.is_nan()) {
+                continue;
+            }
+            let crossed_up = fast > slow && prev_fast <= prev_slow;
+            let crossed_down = fast < slow && prev_fast >= prev_slow;
+            match rule {
+                Rule::Crossover if crossed_up => signals.push(Signal::market(i, Action::EnterLong)),
+                Rule::Crossover | Rule::ExitOnly if crossed_down => {
+                    signals.push(Signal::market(i, Action::ExitLong))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+plugin_sdk::export_strategy!(SmaCrossover);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plugin_sdk::testing::{bars_from_closes, decide, decide_in};
+
+    const NAN: f64 = f64::NAN;
+
+    fn strategy(config: Config) -> SmaCrossover {
+        SmaCrossover::new(&config, &FeatureNames::new(["sma_fast", "sma_slow"])).unwrap()
+    }
+
+    fn defaults() -> Config {
+        Config::defaults(&SmaCrossover::manifest())
+    }
+
+    #[test]
+    fn crosses_make_signals_and_touches_count_as_not_above() {
+        // (fast, slow) per bar.
+        let features = [NAN, NAN, 1.0, 2.0, 2.0, 2.0, 3.0, 2.0, 3.0, 2.5, 2.0, 2.5, 2.0, 2.0];
+        let bars = bars_from_closes(&[1.0; 7]);
+        let signals = decide(&mut strategy(defaults()), &bars, &features, 2).unwrap();
+        let got: Vec<(u32, Action)> = signals.iter().map(|s| (s.bar_index, s.action)).collect();
+        // Bar 2: fast == slow, not above yet. Bar 3: 3 > 2 after 2 <= 2: enter.
+        // Bar 5: 2 < 2.5 after 3 >= 2.5: exit. Bar 6: equal again: nothing.
+        assert_eq!(got, vec![(3, Action::EnterLong), (5, Action::ExitLong)]);
+    }
+
+    #[test]
+    fn state_carries_across_batches() {
+        let mut s = strategy(defaults());
+        let bars = bars_from_closes(&[1.0]);
+        assert!(decide(&mut s, &bars, &[1.0, 2.0], 2).unwrap().is_empty());
+        let signals = decide(&mut s, &bars, &[3.0, 2.0], 2).unwrap();
+        assert_eq!(signals[0].action, Action::EnterLong);
+    }
+
+    #[test]
+    fn rules_per_regime() {
+        let features = [1.0, 2.0, 3.0, 2.0];
+        let bars = bars_from_closes(&[1.0, 1.0]);
+        let regimes = [Regime::Volatile, Regime::Volatile];
+        let mut exit_only = strategy(defaults().with("volatile", "exit-only"));
+        assert!(decide_in(&mut exit_only, &bars, &features, 2, &regimes).unwrap().is_empty());
+        let mut flat = strategy(defaults().with("volatile", "flat"));
+        let signals = decide_in(&mut flat, &bars, &features, 2, &regimes).unwrap();
+        assert!(signals.iter().all(|s| s.action == Action::ExitLong) && signals.len() == 2);
+    }
+
+    #[test]
+    fn a_missing_feature_names_what_exists() {
+        let err = SmaCrossover::new(&defaults(), &FeatureNames::new(["rsi"])).err().unwrap();
+        assert!(err.to_string().contains("needs feature `sma_fast`"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_rule_is_refused() {
+        let err = SmaCrossover::new(
+            &defaults().with("ranging", "yolo"),
+            &FeatureNames::new(["sma_fast", "sma_slow"]),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(err.to_string(), "`ranging` must be crossover, exit-only, flat or hold, got \"yolo\"");
+    }
+}
