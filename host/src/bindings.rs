@@ -1,0 +1,29 @@
+//! The only `bindgen!` in the host: Rust bindings for the WIT package in `wit/`.
+//!
+//! The host needs every slice interface, but a real component exports only
+//! one. So the bindings are generated for a host-only world that imports the
+//! `host` interface and exports all six slice interfaces, and the runtime loads
+//! just the one interface a component actually exports (`GuestIndices` per
+//! interface). Nothing outside `runtime/` sees these types.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    inline: "
+        package strata:host-view;
+
+        world all-slices {
+            import strata:plugin/host@0.1.0;
+            export strata:plugin/data@0.1.0;
+            export strata:plugin/analysis@0.1.0;
+            export strata:plugin/regime@0.1.0;
+            export strata:plugin/strategy@0.1.0;
+            export strata:plugin/sizing@0.1.0;
+            export strata:plugin/execution@0.1.0;
+        }
+    ",
+    world: "strata:host-view/all-slices",
+    anyhow: true,
+});
+
+pub use exports::strata::plugin::{analysis, data, execution, regime, sizing, strategy};
+pub use strata::plugin::{host, types};

@@ -1,0 +1,72 @@
+//! The command line: one module per subcommand, each with an `execute`.
+
+pub mod data;
+pub mod run;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use clap::{Parser, Subcommand};
+
+/// Run trading strategies built from sandboxed WebAssembly slices.
+#[derive(Debug, Parser)]
+#[command(name = "host", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// More log output: -v for debug, -vv for trace (RUST_LOG overrides).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a strategy over bars: `host run --mode backtest --symbols BTC-USD`.
+    Run(run::RunArgs),
+    /// Work with market data files.
+    #[command(subcommand)]
+    Data(data::DataCommand),
+}
+
+pub fn execute(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => run::execute(args),
+        Command::Data(cmd) => data::execute(cmd),
+    }
+}
+
+/// The config to use: `--config`, else `$STRATA_CONFIG`, else `config/<name>`
+/// in the current directory, else the one in the repository the host binary
+/// was built in (`target/release/host` -> `config/<name>`).
+pub fn resolve_config(flag: Option<PathBuf>, name: &str) -> Result<PathBuf> {
+    if let Some(path) = flag.or_else(|| std::env::var_os("STRATA_CONFIG").map(PathBuf::from)) {
+        return Ok(path);
+    }
+    let local = Path::new("config").join(name);
+    if local.is_file() {
+        return Ok(local);
+    }
+    if let Some(repo) =
+        std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.parent()?.parent()?.to_owned()))
+    {
+        let beside = repo.join("config").join(name);
+        if beside.is_file() {
+            return Ok(beside);
+        }
+    }
+    bail!(
+        "no config file given and none found: pass --config FILE (looked for config/{name} here and next to the host binary)"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,355 @@
+//! `host run`: a backtest through the six slices of the config.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use rust_decimal::Decimal;
+
+use crate::clock::SimClock;
+use crate::config::LoadedConfig;
+use crate::model::{SliceKind, Symbol, Timestamp};
+use crate::orchestrator::{Backtest, BacktestSettings, RunError};
+use crate::report::{self, ExecutionSummary, RunWriter, SliceSummary, Summary, Timing};
+use crate::runtime::INTERFACE_VERSION;
+use crate::session::Session;
+use crate::time::{MS_PER_DAY, iso, parse_date};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Historical bars, simulated fills.
+    Backtest,
+    /// A live feed with simulated fills (not available yet).
+    Paper,
+    /// A real venue (not available yet).
+    Live,
+    /// Many backtests over a parameter space (not available yet).
+    Optimize,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[arg(long, value_enum, default_value_t = Mode::Backtest)]
+    pub mode: Mode,
+    /// Comma-separated symbols, for example BTC-USD,ETH-USD.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub symbols: Vec<String>,
+    /// Run configuration [default: config/default.toml].
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// First day of bars to use, YYYY-MM-DD (UTC).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Last day of bars to use, YYYY-MM-DD (UTC), included in full.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Folder of <SYMBOL>.csv files, granted read-only to the data slice
+    /// (overrides the config and $STRATA_DATA_DIR).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Folder for the run's files [default: a new folder under runs/].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+pub fn execute(args: RunArgs) -> Result<ExitCode> {
+    if args.mode != Mode::Backtest {
+        let name = args.mode.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default();
+        bail!("mode `{name}` is not available yet: this version runs `--mode backtest` only");
+    }
+    let symbols = parse_symbols(&args.symbols)?;
+    let (start, end) = parse_range(args.from.as_deref(), args.to.as_deref())?;
+
+    let config_path = super::resolve_config(args.config.clone(), "default.toml")?;
+    let mut config = LoadedConfig::read(&config_path)?;
+    let data_dir = args.data_dir.clone().or_else(|| std::env::var_os("STRATA_DATA_DIR").map(PathBuf::from));
+    if let Some(dir) = data_dir {
+        override_data_dir(&mut config, &dir)?;
+    }
+    config.validate()?;
+
+    let started = Instant::now();
+    let session = Session::open(config, &SliceKind::ALL)?;
+    let clock = SimClock::new();
+    let mut chains = Vec::with_capacity(symbols.len());
+    for symbol in &symbols {
+        chains.push(session.chain(symbol, start, end, &clock)?);
+    }
+    let fill_model = chains[0].slices.execution.fill_model()?;
+    let load_ms = started.elapsed().as_secs_f64() * 1e3;
+
+    let out = match &args.out {
+        Some(dir) => dir.clone(),
+        None => default_out_dir(&symbols),
+    };
+    if out.read_dir().is_ok_and(|mut d| d.next().is_some()) {
+        bail!("--out {} already holds files; choose an empty or new folder", out.display());
+    }
+    let mut writer =
+        RunWriter::create(&out).with_context(|| format!("cannot create run folder {}", out.display()))?;
+
+    let settings = BacktestSettings {
+        start_cash: session.config.config.run.start_cash,
+        start,
+        end,
+        batch_size: session.config.config.run.batch_size,
+    };
+    let sources: Vec<_> = chains.iter().map(|c| c.source.clone()).collect();
+    let backtest_chains = chains
+        .into_iter()
+        .zip(sources)
+        .map(|(c, source)| (c.symbol, c.slices, c.features.len(), Some(source)))
+        .collect();
+    let mut backtest = Backtest::new(backtest_chains, settings, clock);
+    let run_started = Instant::now();
+    let result = backtest.run(&mut writer);
+    let run_ms = run_started.elapsed().as_secs_f64() * 1e3;
+
+    let summary = summarize(&session, &backtest, &args, &symbols, fill_model, &result, load_ms, run_ms);
+    let dir = writer.dir().to_owned();
+    writer.finish(&summary).with_context(|| format!("cannot write the run's files in {}", dir.display()))?;
+    print_summary(&summary, &dir);
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(anyhow::Error::new(e).context(format!(
+            "the run stopped early; its records up to the failure are in {}",
+            dir.display()
+        ))),
+    }
+}
+
+fn parse_symbols(raw: &[String]) -> Result<Vec<Symbol>> {
+    let mut symbols: Vec<Symbol> = Vec::new();
+    for name in raw.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let symbol = Symbol::new(name).map_err(anyhow::Error::msg)?;
+        if symbols.contains(&symbol) {
+            bail!("symbol {symbol} is listed twice in --symbols");
+        }
+        symbols.push(symbol);
+    }
+    if symbols.is_empty() {
+        bail!("--symbols names no symbol");
+    }
+    Ok(symbols)
+}
+
+/// `--from` is the first day's midnight, `--to` the last millisecond of its day.
+fn parse_range(from: Option<&str>, to: Option<&str>) -> Result<(Option<Timestamp>, Option<Timestamp>)> {
+    let start = from.map(parse_date).transpose().map_err(|e| anyhow::anyhow!("--from: {e}"))?;
+    let end = to
+        .map(|t| parse_date(t).map(|d| d + MS_PER_DAY - 1))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--to: {e}"))?;
+    if let (Some(s), Some(e)) = (start, end)
+        && s > e
+    {
+        bail!("--from {} is after --to {}", from.unwrap_or_default(), to.unwrap_or_default());
+    }
+    Ok((start, end))
+}
+
+/// Points the data slice's one directory grant at `dir`.
+fn override_data_dir(config: &mut LoadedConfig, dir: &Path) -> Result<()> {
+    let dir = crate::config::normalize(&std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned()));
+    let grants = &mut config.config.slices.data.grants.read_dirs;
+    match grants.len() {
+        1 => {
+            *grants.values_mut().next().expect("one grant") = dir;
+            Ok(())
+        }
+        0 => bail!(
+            "--data-dir: the data slice in {} has no directory grant to point at {} (slices.data.grants.read-dirs)",
+            config.path.display(),
+            dir.display()
+        ),
+        _ => bail!(
+            "--data-dir: the data slice in {} has several directory grants; set the one you mean in the config",
+            config.path.display()
+        ),
+    }
+}
+
+fn default_out_dir(symbols: &[Symbol]) -> PathBuf {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default();
+    let stamp = iso(secs - secs % 1000).replace(['-', ':'], "").trim_end_matches('Z').replace('T', "-");
+    let mut names = symbols.iter().take(3).map(|s| s.as_str()).collect::<Vec<_>>().join("_");
+    if symbols.len() > 3 {
+        names.push_str(&format!("_and_{}_more", symbols.len() - 3));
+    }
+    let base = PathBuf::from("runs").join(format!("{stamp}-backtest-{names}"));
+    let mut dir = base.clone();
+    let mut n = 2;
+    while dir.exists() {
+        dir = PathBuf::from(format!("{}-{n}", base.display()));
+        n += 1;
+    }
+    dir
+}
+
+#[allow(clippy::too_many_arguments)]
+fn summarize(
+    session: &Session,
+    backtest: &Backtest,
+    args: &RunArgs,
+    symbols: &[Symbol],
+    fill_model: String,
+    result: &Result<(), RunError>,
+    load_ms: f64,
+    run_ms: f64,
+) -> Summary {
+    let ledger = backtest.ledger();
+    let stats = backtest.stats().clone();
+    let equity = ledger.equity();
+    let start_cash = ledger.start_cash();
+    let total_return = (equity - start_cash) / start_cash * Decimal::ONE_HUNDRED;
+    let data: Vec<report::DataSummary> = backtest
+        .symbol_reports()
+        .into_iter()
+        .map(|r| report::DataSummary {
+            symbol: r.symbol,
+            bars: r.bars,
+            first_bar: r.first_ts.map(iso),
+            last_bar: r.last_ts.map(iso),
+            source: r.source,
+        })
+        .collect();
+    let slices = SliceKind::ALL
+        .into_iter()
+        .map(|kind| {
+            let plugin = session.plugin(kind);
+            let section = session.config.config.slices.get(kind);
+            (
+                kind.as_str(),
+                SliceSummary {
+                    path: plugin.path.display().to_string(),
+                    sha256: plugin.sha256.clone(),
+                    size_bytes: plugin.size_bytes,
+                    name: plugin.info.name.clone(),
+                    version: plugin.info.version.clone(),
+                    interface_version: plugin.info.interface_version.clone(),
+                    built_against: plugin.built_against.to_string(),
+                    description: plugin.info.description.clone(),
+                    imports: plugin.imports.clone(),
+                    settings: session.settings[&kind].iter().cloned().collect(),
+                    grants: section.grants.clone(),
+                    limits: section.limits,
+                    compile_ms: plugin.compile_time.as_secs_f64() * 1e3,
+                },
+            )
+        })
+        .collect();
+    Summary {
+        status: if result.is_ok() { "completed" } else { "failed" },
+        error: result.as_ref().err().map(|e| e.to_string()),
+        mode: "backtest",
+        host_version: env!("CARGO_PKG_VERSION"),
+        interface_version: INTERFACE_VERSION,
+        symbols: symbols.to_vec(),
+        from: args.from.clone(),
+        to: args.to.clone(),
+        bars: stats.bars,
+        first_bar: stats.first_ts.map(iso),
+        last_bar: stats.last_ts.map(iso),
+        start_cash: start_cash.normalize().to_string(),
+        final_cash: ledger.cash().normalize().to_string(),
+        final_equity: equity.normalize().to_string(),
+        total_return_pct: total_return.round_dp(4).normalize().to_string(),
+        trade_count: ledger.round_trips().len(),
+        fees_paid: ledger.fees_paid().normalize().to_string(),
+        open_positions: ledger
+            .open_positions()
+            .map(|(symbol, quantity, mark)| report::OpenPosition {
+                symbol: symbol.clone(),
+                quantity: quantity.normalize().to_string(),
+                mark: mark.normalize().to_string(),
+            })
+            .collect(),
+        synthetic_data: data.iter().any(|d| d.source.as_ref().is_some_and(|s| s.synthetic)),
+        data,
+        execution: ExecutionSummary {
+            fill_model,
+            settings: session.settings[&SliceKind::Execution].iter().cloned().collect(),
+        },
+        refusals: backtest.refusals().clone(),
+        activity: stats,
+        slices,
+        config_file: session.config.path.display().to_string(),
+        config: session.config.config.clone(),
+        timing: Timing {
+            load_ms,
+            run_ms,
+            bars_per_second: if run_ms > 0.0 { backtest.stats().bars as f64 / (run_ms / 1e3) } else { 0.0 },
+        },
+    }
+}
+
+fn print_summary(s: &Summary, dir: &Path) {
+    let symbols = s.symbols.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+    let span = match (&s.first_bar, &s.last_bar) {
+        (Some(a), Some(b)) => format!(", {} to {}", &a[..10], &b[..10]),
+        _ => String::new(),
+    };
+    let synthetic = if s.synthetic_data { " (SYNTHETIC data)" } else { "" };
+    println!("Backtest of {symbols}{synthetic}{span}");
+    println!("  bars          {}", group(s.bars as i128));
+    println!("  trades        {} round trips, {} still open", s.trade_count, s.open_positions.len());
+    println!("  return        {}%", money(&s.total_return_pct));
+    println!("  final equity  {} (start {})", money(&s.final_equity), money(&s.start_cash));
+    println!("  fees paid     {}", money(&s.fees_paid));
+    println!(
+        "  time          load {:.0} ms, run {:.0} ms ({} bars/s)",
+        s.timing.load_ms,
+        s.timing.run_ms,
+        group(s.timing.bars_per_second.round() as i128)
+    );
+    println!("  artifacts     {}", dir.display());
+}
+
+/// A decimal string rounded to cents with thousands separators: `12,345.68`.
+fn money(text: &str) -> String {
+    let d: Decimal = text.parse().unwrap_or_default();
+    let rounded = d.round_dp(2);
+    let negative = rounded.is_sign_negative() && !rounded.is_zero();
+    let abs = rounded.abs();
+    let int = abs.trunc().to_string().parse::<i128>().unwrap_or_default();
+    let cents = ((abs - abs.trunc()) * Decimal::ONE_HUNDRED).round().to_string();
+    format!("{}{}.{:0>2}", if negative { "-" } else { "" }, group(int), cents)
+}
+
+fn group(n: i128) -> String {
+    let digits = n.abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_rounds_and_groups() {
+        assert_eq!(money("12345.678"), "12,345.68");
+        assert_eq!(money("-0.004"), "0.00");
+        assert_eq!(money("-1234.5"), "-1,234.50");
+        assert_eq!(money("10000"), "10,000.00");
+    }
+
+    #[test]
+    fn to_includes_its_whole_day_and_from_must_precede_it() {
+        let (s, e) = parse_range(Some("2024-01-01"), Some("2024-01-01")).unwrap();
+        assert_eq!(e.unwrap() - s.unwrap(), MS_PER_DAY - 1);
+        let err = parse_range(Some("2024-02-01"), Some("2024-01-01")).unwrap_err();
+        assert_eq!(err.to_string(), "--from 2024-02-01 is after --to 2024-01-01");
+    }
+}

@@ -1,0 +1,409 @@
+//! The run configuration: which component fills each slice, with what
+//! settings and grants, and the run's own settings.
+//!
+//! Read from TOML with unknown keys refused, paths resolved against the
+//! config file's directory (so `config/default.toml` works from any working
+//! directory), and validated with every problem reported at once.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::model::{ConfigParam, ConfigValue, SliceKind};
+
+/// Default per-call CPU deadline of a slice.
+pub const DEFAULT_DEADLINE_MS: u64 = 1_000;
+/// Default cap on one slice instance's memory.
+pub const DEFAULT_MEMORY_MIB: u64 = 256;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RunConfig {
+    #[serde(default)]
+    pub run: RunSection,
+    pub slices: Slices,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RunSection {
+    /// Cash at the start of a backtest, in quote currency.
+    #[serde(default = "default_start_cash", deserialize_with = "exact_decimal")]
+    pub start_cash: Decimal,
+    /// Seeds the random generator each slice sees in backtests.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Bars handed to the data, analysis, regime and strategy slices per call.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u32,
+}
+
+impl Default for RunSection {
+    fn default() -> Self {
+        RunSection {
+            start_cash: default_start_cash(),
+            seed: default_seed(),
+            batch_size: default_batch_size(),
+        }
+    }
+}
+
+fn default_start_cash() -> Decimal {
+    Decimal::from(10_000)
+}
+fn default_seed() -> u64 {
+    42
+}
+fn default_batch_size() -> u32 {
+    4096
+}
+
+/// One section per slice kind; all six are required.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Slices {
+    pub data: SliceSection,
+    pub analysis: SliceSection,
+    pub regime: SliceSection,
+    pub strategy: SliceSection,
+    pub sizing: SliceSection,
+    pub execution: SliceSection,
+}
+
+impl Slices {
+    pub fn get(&self, kind: SliceKind) -> &SliceSection {
+        match kind {
+            SliceKind::Data => &self.data,
+            SliceKind::Analysis => &self.analysis,
+            SliceKind::Regime => &self.regime,
+            SliceKind::Strategy => &self.strategy,
+            SliceKind::Sizing => &self.sizing,
+            SliceKind::Execution => &self.execution,
+        }
+    }
+
+    pub fn get_mut(&mut self, kind: SliceKind) -> &mut SliceSection {
+        match kind {
+            SliceKind::Data => &mut self.data,
+            SliceKind::Analysis => &mut self.analysis,
+            SliceKind::Regime => &mut self.regime,
+            SliceKind::Strategy => &mut self.strategy,
+            SliceKind::Sizing => &mut self.sizing,
+            SliceKind::Execution => &mut self.execution,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SliceSection {
+    /// The component file; relative paths are relative to the config file.
+    pub plugin: PathBuf,
+    /// Settings handed to the slice's `init`, checked against what it declares.
+    #[serde(default)]
+    pub config: toml::Table,
+    /// What the slice may touch beyond computing. Nothing by default.
+    #[serde(default)]
+    pub grants: Grants,
+    /// CPU and memory limits of each instance of the slice.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Grants {
+    /// Directories the slice may read: guest path (as the slice sees it, for
+    /// example `/data`) = host directory.
+    #[serde(default)]
+    pub read_dirs: BTreeMap<String, PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Limits {
+    /// Longest a single call into the slice may run.
+    #[serde(default = "default_deadline_ms")]
+    pub deadline_ms: u64,
+    /// Largest the slice instance's memory may grow.
+    #[serde(default = "default_memory_mib")]
+    pub memory_mib: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { deadline_ms: DEFAULT_DEADLINE_MS, memory_mib: DEFAULT_MEMORY_MIB }
+    }
+}
+
+fn default_deadline_ms() -> u64 {
+    DEFAULT_DEADLINE_MS
+}
+fn default_memory_mib() -> u64 {
+    DEFAULT_MEMORY_MIB
+}
+
+/// A config file that could not be used, with every problem found in it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {} is not valid: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {} has {} problem(s):\n{}", path.display(), problems.len(), Problems(problems))]
+    Invalid { path: PathBuf, problems: Vec<String> },
+}
+
+struct Problems<'a>(&'a [String]);
+
+impl fmt::Display for Problems<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A parsed config with its origin.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// Absolute path of the file.
+    pub path: PathBuf,
+    pub config: RunConfig,
+}
+
+impl LoadedConfig {
+    /// Reads and parses `path`, resolving relative paths in it against the
+    /// file's directory. Checks that files and directories exist with
+    /// [`LoadedConfig::validate`], after command-line overrides are applied.
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        let mut config: RunConfig = toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        for kind in SliceKind::ALL {
+            let section = config.slices.get_mut(kind);
+            section.plugin = resolve(dir, &section.plugin);
+            for host_dir in section.grants.read_dirs.values_mut() {
+                *host_dir = resolve(dir, host_dir);
+            }
+        }
+        Ok(LoadedConfig { path, config })
+    }
+
+    /// Checks everything that can be checked without loading components.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let run = &self.config.run;
+        if run.start_cash <= Decimal::ZERO {
+            problems.push(format!("run.start-cash must be positive, got {}", run.start_cash));
+        }
+        if run.batch_size == 0 || run.batch_size > 1 << 20 {
+            problems.push(format!("run.batch-size must be between 1 and 1048576, got {}", run.batch_size));
+        }
+        for kind in SliceKind::ALL {
+            let section = self.config.slices.get(kind);
+            let key = format!("slices.{kind}");
+            if !section.plugin.is_file() {
+                problems.push(format!(
+                    "{key}.plugin: {} does not exist{}",
+                    section.plugin.display(),
+                    if section.plugin.starts_with(built_plugins_hint_dir(&self.path)) {
+                        " (build the plugins first: ./scripts/setup.sh)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+            for (guest, host) in &section.grants.read_dirs {
+                if !guest.starts_with('/') {
+                    problems.push(format!(
+                        "{key}.grants.read-dirs: guest path `{guest}` must be absolute, like `/data`"
+                    ));
+                }
+                if !host.is_dir() {
+                    problems.push(format!(
+                        "{key}.grants.read-dirs.\"{guest}\": {} is not a directory",
+                        host.display()
+                    ));
+                }
+            }
+            if section.limits.deadline_ms == 0 {
+                problems.push(format!("{key}.limits.deadline-ms must be positive"));
+            }
+            if !(1..=65_536).contains(&section.limits.memory_mib) {
+                problems.push(format!("{key}.limits.memory-mib must be between 1 and 65536"));
+            }
+            for (name, value) in &section.config {
+                if let Err(e) = scalar(value) {
+                    problems.push(format!("{key}.config.{name}: {e}"));
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid { path: self.path.clone(), problems })
+        }
+    }
+}
+
+/// Plugins built by this repository live under `<repo>/target`; a missing file
+/// there most likely means the build has not run.
+fn built_plugins_hint_dir(config_path: &Path) -> PathBuf {
+    config_path.parent().and_then(Path::parent).map(|repo| repo.join("target")).unwrap_or_default()
+}
+
+fn resolve(dir: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() { path.to_owned() } else { normalize(&dir.join(path)) }
+}
+
+/// Removes `.` and `..` components without touching the file system, so that
+/// paths in messages and summaries read naturally.
+pub fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn scalar(value: &toml::Value) -> Result<ConfigValue, String> {
+    match value {
+        toml::Value::Boolean(b) => Ok(ConfigValue::Bool(*b)),
+        toml::Value::Integer(i) => Ok(ConfigValue::Int(*i)),
+        toml::Value::Float(f) => Ok(ConfigValue::Float(*f)),
+        toml::Value::String(s) => Ok(ConfigValue::Text(s.clone())),
+        other => Err(format!("must be a boolean, integer, number or string, not {}", other.type_str())),
+    }
+}
+
+/// The full settings a slice's `init` receives: the config's values checked
+/// against the keys the plugin declares, with defaults for the rest.
+/// Every problem is reported, each naming its key.
+pub fn slice_settings(
+    kind: SliceKind,
+    plugin: &str,
+    table: &toml::Table,
+    params: &[ConfigParam],
+) -> Result<Vec<(String, ConfigValue)>, Vec<String>> {
+    let mut problems = Vec::new();
+    for key in table.keys() {
+        if !params.iter().any(|p| &p.key == key) {
+            let accepted: Vec<&str> = params.iter().map(|p| p.key.as_str()).collect();
+            problems.push(format!(
+                "slices.{kind}.config.{key}: {plugin} has no setting `{key}` (it accepts: {})",
+                if accepted.is_empty() { "none".to_owned() } else { accepted.join(", ") }
+            ));
+        }
+    }
+    let mut settings = Vec::with_capacity(params.len());
+    for param in params {
+        let value = match table.get(&param.key) {
+            None => param.default.clone(),
+            Some(v) => match scalar(v).and_then(|v| coerce(v, &param.default)) {
+                Ok(v) => v,
+                Err(e) => {
+                    problems.push(format!("slices.{kind}.config.{}: {e}", param.key));
+                    continue;
+                }
+            },
+        };
+        settings.push((param.key.clone(), value));
+    }
+    if problems.is_empty() { Ok(settings) } else { Err(problems) }
+}
+
+/// A value must have its default's type; integers are accepted for numbers.
+fn coerce(value: ConfigValue, default: &ConfigValue) -> Result<ConfigValue, String> {
+    match (value, default) {
+        (ConfigValue::Int(i), ConfigValue::Float(_)) => Ok(ConfigValue::Float(i as f64)),
+        (v, d) if std::mem::discriminant(&v) == std::mem::discriminant(d) => Ok(v),
+        (v, d) => Err(format!("must be {} (default {d}), got {v}", d.type_name())),
+    }
+}
+
+/// Money in config may be written as a number or a string; either way it is
+/// read exactly (`0.1` is one tenth, not the nearest binary fraction).
+fn exact_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(i64),
+        Float(f64),
+        Text(String),
+    }
+    let parsed = match Raw::deserialize(d)? {
+        Raw::Int(i) => Some(Decimal::from(i)),
+        Raw::Float(f) => crate::model::price_to_decimal(f),
+        Raw::Text(s) => Decimal::from_str(s.trim()).ok(),
+    };
+    parsed.ok_or_else(|| serde::de::Error::custom("expected an exact decimal such as 10000 or \"10000.50\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params() -> Vec<ConfigParam> {
+        vec![
+            ConfigParam { key: "fast".into(), description: String::new(), default: ConfigValue::Int(10) },
+            ConfigParam { key: "fee".into(), description: String::new(), default: ConfigValue::Float(1.0) },
+        ]
+    }
+
+    #[test]
+    fn settings_fill_defaults_and_coerce_integers_to_numbers() {
+        let table: toml::Table = toml::from_str("fee = 3").unwrap();
+        let settings = slice_settings(SliceKind::Analysis, "sma 0.1.0", &table, &params()).unwrap();
+        assert_eq!(
+            settings,
+            vec![("fast".into(), ConfigValue::Int(10)), ("fee".into(), ConfigValue::Float(3.0))]
+        );
+    }
+
+    #[test]
+    fn settings_report_every_problem_with_its_key() {
+        let table: toml::Table = toml::from_str("fsat = 5\nfast = \"ten\"").unwrap();
+        let problems = slice_settings(SliceKind::Analysis, "sma 0.1.0", &table, &params()).unwrap_err();
+        assert_eq!(
+            problems,
+            vec![
+                "slices.analysis.config.fsat: sma 0.1.0 has no setting `fsat` (it accepts: fast, fee)",
+                "slices.analysis.config.fast: must be an integer (default 10), got \"ten\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn normalize_removes_dot_segments() {
+        assert_eq!(normalize(Path::new("/a/config/../target/./x.wasm")), PathBuf::from("/a/target/x.wasm"));
+    }
+
+    #[test]
+    fn start_cash_is_exact_from_numbers_and_strings() {
+        for (text, want) in [("10000", "10000"), ("0.1", "0.1"), ("\"2500.25\"", "2500.25")] {
+            let run: RunSection = toml::from_str(&format!("start-cash = {text}")).unwrap();
+            assert_eq!(run.start_cash.to_string(), want);
+        }
+    }
+}

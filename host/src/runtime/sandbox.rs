@@ -1,0 +1,302 @@
+//! What a slice instance can reach: the store state behind every instance,
+//! built with nothing granted but what the run's config lists.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::bindings::host::{self, LogLevel};
+use crate::clock::SimClock;
+use crate::config::Limits;
+use crate::model::Symbol;
+use crate::slice::SliceLabel;
+
+/// Everything one slice instance is given.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    /// The symbol the instance serves, for log records.
+    pub symbol: Option<Symbol>,
+    /// Read-only directories: guest path -> host directory.
+    pub read_dirs: BTreeMap<String, PathBuf>,
+    /// The clock the slice reads. Backtests use simulated time.
+    pub clock: SimClock,
+    /// Seeds the slice's random generators.
+    pub seed: u64,
+    pub limits: Limits,
+}
+
+/// The store data of one slice instance.
+pub struct SliceState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limits: StoreLimits,
+    log: PluginLog,
+    /// The last few KiB the slice wrote to stderr (a Rust panic message lands
+    /// here), quoted when the slice traps.
+    pub(crate) stderr: TailPipe,
+}
+
+impl WasiView for SliceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl host::Host for SliceState {
+    fn log(&mut self, level: LogLevel, message: String, fields: Vec<host::LogField>) {
+        self.log.write(level, &message, &fields);
+    }
+}
+
+/// Most log records one instance may write; beyond it they are counted, not written,
+/// so a slice logging on every bar cannot flood the operator's terminal.
+const LOG_BUDGET: u32 = 10_000;
+/// Longest log message kept, in bytes.
+const LOG_MESSAGE_MAX: usize = 4096;
+
+struct PluginLog {
+    label: String,
+    symbol: String,
+    remaining: u32,
+}
+
+impl PluginLog {
+    fn write(&mut self, level: LogLevel, message: &str, fields: &[host::LogField]) {
+        if self.remaining == 0 {
+            return;
+        }
+        self.remaining -= 1;
+        let mut text = truncate(message, LOG_MESSAGE_MAX).to_owned();
+        for f in fields.iter().take(16) {
+            text.push_str(&format!(" {}={}", truncate(&f.key, 64), truncate(&f.value, 256)));
+        }
+        if self.remaining == 0 {
+            text.push_str(" (log budget used up: further records from this slice are dropped)");
+        }
+        let (slice, symbol) = (self.label.as_str(), self.symbol.as_str());
+        match level {
+            LogLevel::Trace => tracing::trace!(target: "plugin", slice, symbol, "{text}"),
+            LogLevel::Debug => tracing::debug!(target: "plugin", slice, symbol, "{text}"),
+            LogLevel::Info => tracing::info!(target: "plugin", slice, symbol, "{text}"),
+            LogLevel::Warn => tracing::warn!(target: "plugin", slice, symbol, "{text}"),
+            LogLevel::Error => tracing::error!(target: "plugin", slice, symbol, "{text}"),
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Builds a store for one slice instance: WASI with nothing granted but the
+/// config's read-only directories, the simulated clock, a seeded generator,
+/// no network, no environment, stdin empty, stdout discarded.
+pub fn new_store(engine: &Engine, sandbox: &Sandbox, label: &SliceLabel) -> Result<Store<SliceState>> {
+    let stderr = TailPipe::new(8 * 1024);
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.stderr(stderr.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        // File reads happen on the calling thread instead of a blocking pool:
+        // the host is already synchronous, and it is much faster per read.
+        .allow_blocking_current_thread(true)
+        .wall_clock(clocks::SimWallClock(sandbox.clock.clone()))
+        .monotonic_clock(clocks::SimMonotonicClock(sandbox.clock.clone()))
+        .secure_random(SeededRng::new(sandbox.seed))
+        .insecure_random(SeededRng::new(sandbox.seed ^ 0x5bd1_e995))
+        .insecure_random_seed(u128::from(sandbox.seed));
+    for (guest, host_dir) in &sandbox.read_dirs {
+        wasi.preopened_dir(host_dir, guest, FsPerms::ReadOnly)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("cannot grant {} as {guest}", host_dir.display()))?;
+    }
+    let memory = usize::try_from(sandbox.limits.memory_mib * 1024 * 1024).unwrap_or(usize::MAX);
+    let limits = StoreLimitsBuilder::new()
+        .memory_size(memory)
+        // A Rust component is a handful of core instances, tables and memories
+        // (the program, WASI adapter shims); these caps only stop abuse.
+        .instances(64)
+        .tables(64)
+        .memories(16)
+        .table_elements(1 << 20)
+        .build();
+    let state = SliceState {
+        wasi: wasi.build(),
+        table: ResourceTable::new(),
+        limits,
+        log: PluginLog {
+            label: label.to_string(),
+            symbol: sandbox.symbol.as_ref().map(|s| s.to_string()).unwrap_or_default(),
+            remaining: LOG_BUDGET,
+        },
+        stderr,
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limits);
+    store.epoch_deadline_trap();
+    Ok(store)
+}
+
+mod clocks {
+    use std::time::Duration;
+
+    use wasmtime_wasi::{HostMonotonicClock, HostWallClock};
+
+    use crate::clock::SimClock;
+
+    /// `wasi:clocks/wall-clock` showing the simulated time.
+    pub struct SimWallClock(pub SimClock);
+
+    impl HostWallClock for SimWallClock {
+        fn resolution(&self) -> Duration {
+            Duration::from_millis(1)
+        }
+        fn now(&self) -> Duration {
+            Duration::from_millis(self.0.now().max(0) as u64)
+        }
+    }
+
+    /// `wasi:clocks/monotonic-clock` showing the simulated time in nanoseconds;
+    /// monotonic because bars only move forward.
+    pub struct SimMonotonicClock(pub SimClock);
+
+    impl HostMonotonicClock for SimMonotonicClock {
+        fn resolution(&self) -> u64 {
+            1_000_000
+        }
+        fn now(&self) -> u64 {
+            (self.0.now().max(0) as u64).saturating_mul(1_000_000)
+        }
+    }
+}
+
+/// SplitMix64: tiny, fast, and its output is fixed by its definition, so a
+/// seed gives the same numbers on every machine and every version of the host.
+pub struct SeededRng(u64);
+
+impl SeededRng {
+    pub fn new(seed: u64) -> Self {
+        SeededRng(seed)
+    }
+}
+
+impl rand::TryRng for SeededRng {
+    type Error = std::convert::Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        Ok((self.try_next_u64()? >> 32) as u32)
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        Ok(z ^ (z >> 31))
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        for chunk in dst.chunks_mut(8) {
+            let bytes = self.try_next_u64()?.to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+        Ok(())
+    }
+}
+
+/// An output stream that never blocks or fails and keeps only the last
+/// `capacity` bytes written to it.
+#[derive(Clone)]
+pub struct TailPipe {
+    capacity: usize,
+    buffer: Arc<Mutex<Vec<u8>>>,
+}
+
+impl TailPipe {
+    pub fn new(capacity: usize) -> Self {
+        TailPipe { capacity, buffer: Arc::default() }
+    }
+
+    /// What was written last, as text.
+    pub fn tail(&self) -> String {
+        String::from_utf8_lossy(&self.buffer.lock().unwrap()).trim().to_owned()
+    }
+}
+
+impl IsTerminal for TailPipe {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for TailPipe {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        // Only WASIp3 uses this path, and the host links WASIp2 alone.
+        Box::new(tokio::io::sink())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for TailPipe {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for TailPipe {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        let mut buf = self.buffer.lock().unwrap();
+        buf.extend_from_slice(&bytes);
+        if buf.len() > self.capacity {
+            let excess = buf.len() - self.capacity;
+            buf.drain(..excess);
+        }
+        Ok(())
+    }
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 * 1024)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::TryRng;
+
+    #[test]
+    fn seeded_rng_is_fixed_by_its_seed() {
+        let draw = |seed| {
+            let mut rng = SeededRng::new(seed);
+            (0..4).map(|_| rng.try_next_u64().unwrap()).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(7), draw(7));
+        assert_ne!(draw(7), draw(8));
+        // SplitMix64's published first output for seed 0.
+        assert_eq!(draw(0)[0], 0xe220_a839_7b1d_cdaf);
+    }
+
+    #[test]
+    fn tail_pipe_keeps_the_end() {
+        let mut pipe = TailPipe::new(8);
+        pipe.write(Bytes::from_static(b"hello ")).unwrap();
+        pipe.write(Bytes::from_static(b"world!")).unwrap();
+        assert_eq!(pipe.tail(), "o world!");
+    }
+}

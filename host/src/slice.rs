@@ -1,0 +1,132 @@
+//! What the orchestrator needs from each slice, in domain types.
+//!
+//! The runtime implements these traits for WebAssembly components; tests and
+//! the native benchmark floor can implement them directly. Nothing here knows
+//! about wasmtime.
+
+use std::fmt;
+use std::sync::Arc;
+
+use rust_decimal::Decimal;
+
+use crate::model::{
+    Bar, Order, OrderEvent, OrderId, Regime, Signal, SizingRequest, SliceKind, SourceInfo, Symbol, Timestamp,
+};
+
+/// Which slice: its kind and the plugin filling it (`strategy slice sma-crossover 0.1.0`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SliceLabel {
+    pub kind: SliceKind,
+    /// Name and version, `sma-crossover 0.1.0`.
+    pub plugin: Arc<str>,
+}
+
+impl fmt::Display for SliceLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} slice {}", self.kind, self.plugin)
+    }
+}
+
+/// How a call into a slice went wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    /// The slice returned an error message.
+    Returned(String),
+    /// The slice trapped (panic, out of bounds, out of memory, deadline).
+    Trapped { reason: String, backtrace: Option<String> },
+    /// The slice answered, but the answer breaks the interface's rules.
+    Invalid(String),
+    /// An earlier trap left the instance unusable.
+    Poisoned,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Returned(m) => f.write_str(m),
+            Failure::Trapped { reason, .. } => write!(f, "trapped: {reason}"),
+            Failure::Invalid(m) => write!(f, "invalid output: {m}"),
+            Failure::Poisoned => f.write_str("unusable after an earlier trap"),
+        }
+    }
+}
+
+/// A failed call into a slice, naming the slice.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{label}: {failure}")]
+pub struct SliceError {
+    pub label: SliceLabel,
+    pub failure: Failure,
+}
+
+impl SliceError {
+    pub fn invalid(label: &SliceLabel, message: impl Into<String>) -> Self {
+        SliceError { label: label.clone(), failure: Failure::Invalid(message.into()) }
+    }
+}
+
+pub type SliceResult<T> = Result<T, SliceError>;
+
+/// Produces the bars of one symbol.
+pub trait DataSlice: Send {
+    fn label(&self) -> &SliceLabel;
+    fn open(
+        &mut self,
+        symbol: &Symbol,
+        start: Option<Timestamp>,
+        end: Option<Timestamp>,
+    ) -> SliceResult<SourceInfo>;
+    /// Appends up to `max` bars; appending none means the feed has ended.
+    fn next_batch(&mut self, max: u32, bars: &mut Vec<Bar>) -> SliceResult<()>;
+}
+
+/// Computes feature columns from bars.
+pub trait AnalysisSlice: Send {
+    fn label(&self) -> &SliceLabel;
+    fn outputs(&mut self) -> SliceResult<Vec<String>>;
+    /// Appends `bars.len() * outputs().len()` values, row-major.
+    fn update(&mut self, bars: &[Bar], values: &mut Vec<f64>) -> SliceResult<()>;
+}
+
+/// Labels bars with regimes.
+pub trait RegimeSlice: Send {
+    fn label(&self) -> &SliceLabel;
+    fn classify(&mut self, bars: &[Bar], features: &[f64], regimes: &mut Vec<Regime>) -> SliceResult<()>;
+}
+
+/// Decides entries and exits.
+pub trait StrategySlice: Send {
+    fn label(&self) -> &SliceLabel;
+    fn decide(
+        &mut self,
+        bars: &[Bar],
+        features: &[f64],
+        regimes: &[Regime],
+        signals: &mut Vec<Signal>,
+    ) -> SliceResult<()>;
+}
+
+/// Turns a signal into a quantity.
+pub trait SizingSlice: Send {
+    fn label(&self) -> &SliceLabel;
+    fn size(&mut self, request: &SizingRequest) -> SliceResult<Decimal>;
+}
+
+/// Fills orders.
+pub trait ExecutionSlice: Send {
+    fn label(&self) -> &SliceLabel;
+    fn fill_model(&mut self) -> SliceResult<String>;
+    fn submit(&mut self, order: &Order, bar: &Bar, events: &mut Vec<OrderEvent>) -> SliceResult<()>;
+    fn on_bar(&mut self, bar: &Bar, events: &mut Vec<OrderEvent>) -> SliceResult<()>;
+    fn cancel(&mut self, order_id: OrderId, events: &mut Vec<OrderEvent>) -> SliceResult<()>;
+}
+
+/// The six slices of one symbol's chain, each its own instance.
+pub struct SymbolSlices {
+    pub data: Box<dyn DataSlice>,
+    pub analysis: Box<dyn AnalysisSlice>,
+    pub regime: Box<dyn RegimeSlice>,
+    pub strategy: Box<dyn StrategySlice>,
+    pub sizing: Box<dyn SizingSlice>,
+    pub execution: Box<dyn ExecutionSlice>,
+}
