@@ -1,5 +1,6 @@
 //! The command line: one module per subcommand, each with an `execute`.
 
+pub mod config;
 pub mod data;
 pub mod run;
 
@@ -27,12 +28,16 @@ pub enum Command {
     /// Work with market data files.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Check run configurations.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
 }
 
 pub fn execute(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::execute(args),
         Command::Data(cmd) => data::execute(cmd),
+        Command::Config(cmd) => config::execute(cmd),
     }
 }
 

@@ -1,0 +1,67 @@
+# Shared by setup.sh and test.sh: make sure a wasm32-wasip2 toolchain exists,
+# then build the host and every component. Sourced, not run.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# The plugin crates and the test fixtures, built as components.
+COMPONENT_PACKAGES=(
+  csv-data synthetic-data sma trend-vol-regime sma-crossover fixed-fraction sim-execution
+)
+if [ -d tests/fixtures ]; then
+  for manifest in tests/fixtures/*/Cargo.toml; do
+    [ -f "$manifest" ] || continue
+    COMPONENT_PACKAGES+=("$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$manifest" | head -1)")
+  done
+fi
+
+# How to build for wasm32-wasip2: rustup's target if it can be installed,
+# otherwise Debian's Rust with the std sources (see ../shared/TOOLCHAIN.md).
+WASM_MODE=""
+ensure_wasm_toolchain() {
+  if [ -z "${STRATA_FORCE_TOOLCHAIN_FALLBACK:-}" ] && command -v rustup >/dev/null; then
+    if rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 \
+       || rustup target add wasm32-wasip2 >&2; then
+      WASM_MODE=rustup
+      return
+    fi
+    say "rustup could not install wasm32-wasip2; falling back to Debian's Rust toolchain"
+  fi
+  if [ ! -x /usr/bin/cargo ] || [ ! -d /usr/lib/wasm32-wasi ] || ! dpkg -s rust-web-src >/dev/null 2>&1; then
+    say "installing Debian's rustc-web, rust-web-src, lld and wasi-libc"
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+      rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-libc >&2
+  fi
+  WASM_MODE=debian
+}
+
+build_components() {
+  local args=()
+  for p in "${COMPONENT_PACKAGES[@]}"; do args+=(-p "$p"); done
+  say "building ${#COMPONENT_PACKAGES[@]} components for wasm32-wasip2 ($WASM_MODE toolchain)"
+  if [ "$WASM_MODE" = rustup ]; then
+    cargo build --locked --release --target wasm32-wasip2 "${args[@]}"
+  else
+    # Rustup's cargo and rustc proxies come first on PATH: name Debian's explicitly.
+    RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 RUSTFLAGS="-L /usr/lib/wasm32-wasi" \
+      /usr/bin/cargo build --locked --release --target wasm32-wasip2 \
+      -Zbuild-std=std,panic_abort "${args[@]}"
+  fi
+}
+
+build_host() {
+  say "building the host (release; the first build compiles wasmtime, a few minutes on 2 cores)"
+  cargo build --locked --release -p host
+}
+
+build_all() {
+  ensure_wasm_toolchain
+  build_components
+  build_host
+}

@@ -1,0 +1,6 @@
+//! Integration tests: the real `host` binary on real components and real data.
+//! Build everything first: `./scripts/test.sh` does, then runs these.
+
+mod backtest;
+mod bad_input;
+mod cli;
