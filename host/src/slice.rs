@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rust_decimal::Decimal;
 
@@ -36,6 +37,8 @@ pub enum Failure {
     Trapped { reason: String, backtrace: Option<String> },
     /// The slice answered, but the answer breaks the interface's rules.
     Invalid(String),
+    /// The slice used up its CPU budget for the run (`limits.budget-ms`).
+    OverBudget { spent: Duration, budget: Duration },
     /// An earlier trap left the instance unusable.
     Poisoned,
 }
@@ -46,6 +49,12 @@ impl fmt::Display for Failure {
             Failure::Returned(m) => f.write_str(m),
             Failure::Trapped { reason, .. } => write!(f, "trapped: {reason}"),
             Failure::Invalid(m) => write!(f, "invalid output: {m}"),
+            Failure::OverBudget { spent, budget } => write!(
+                f,
+                "used {} ms of CPU, over its budget of {} ms for the run",
+                spent.as_millis(),
+                budget.as_millis()
+            ),
             Failure::Poisoned => f.write_str("unusable after an earlier trap"),
         }
     }
@@ -67,9 +76,39 @@ impl SliceError {
 
 pub type SliceResult<T> = Result<T, SliceError>;
 
-/// Produces the bars of one symbol.
-pub trait DataSlice: Send {
+/// How a slice instance has been doing: what `summary.json` reports and,
+/// in long-running modes, what the operator sees.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SliceHealth {
+    pub calls: u64,
+    pub failures: u64,
+    /// Time spent inside the slice.
+    pub busy: Duration,
+    pub slowest_call: Duration,
+    pub last_error: Option<String>,
+}
+
+impl SliceHealth {
+    /// Adds another instance's figures (a replaced instance's, for example).
+    pub fn absorb(&mut self, other: &SliceHealth) {
+        self.calls += other.calls;
+        self.failures += other.failures;
+        self.busy += other.busy;
+        self.slowest_call = self.slowest_call.max(other.slowest_call);
+        if other.last_error.is_some() {
+            self.last_error.clone_from(&other.last_error);
+        }
+    }
+}
+
+/// What every slice instance offers, whatever its kind.
+pub trait Slice: Send {
     fn label(&self) -> &SliceLabel;
+    fn health(&self) -> SliceHealth;
+}
+
+/// Produces the bars of one symbol.
+pub trait DataSlice: Slice {
     fn open(
         &mut self,
         symbol: &Symbol,
@@ -81,22 +120,19 @@ pub trait DataSlice: Send {
 }
 
 /// Computes feature columns from bars.
-pub trait AnalysisSlice: Send {
-    fn label(&self) -> &SliceLabel;
+pub trait AnalysisSlice: Slice {
     fn outputs(&mut self) -> SliceResult<Vec<String>>;
     /// Appends `bars.len() * outputs().len()` values, row-major.
     fn update(&mut self, bars: &[Bar], values: &mut Vec<f64>) -> SliceResult<()>;
 }
 
 /// Labels bars with regimes.
-pub trait RegimeSlice: Send {
-    fn label(&self) -> &SliceLabel;
+pub trait RegimeSlice: Slice {
     fn classify(&mut self, bars: &[Bar], features: &[f64], regimes: &mut Vec<Regime>) -> SliceResult<()>;
 }
 
 /// Decides entries and exits.
-pub trait StrategySlice: Send {
-    fn label(&self) -> &SliceLabel;
+pub trait StrategySlice: Slice {
     fn decide(
         &mut self,
         bars: &[Bar],
@@ -107,14 +143,12 @@ pub trait StrategySlice: Send {
 }
 
 /// Turns a signal into a quantity.
-pub trait SizingSlice: Send {
-    fn label(&self) -> &SliceLabel;
+pub trait SizingSlice: Slice {
     fn size(&mut self, request: &SizingRequest) -> SliceResult<Decimal>;
 }
 
 /// Fills orders.
-pub trait ExecutionSlice: Send {
-    fn label(&self) -> &SliceLabel;
+pub trait ExecutionSlice: Slice {
     fn fill_model(&mut self) -> SliceResult<String>;
     fn submit(&mut self, order: &Order, bar: &Bar, events: &mut Vec<OrderEvent>) -> SliceResult<()>;
     fn on_bar(&mut self, bar: &Bar, events: &mut Vec<OrderEvent>) -> SliceResult<()>;
@@ -129,4 +163,17 @@ pub struct SymbolSlices {
     pub strategy: Box<dyn StrategySlice>,
     pub sizing: Box<dyn SizingSlice>,
     pub execution: Box<dyn ExecutionSlice>,
+}
+
+impl SymbolSlices {
+    pub fn label_of(&self, kind: SliceKind) -> &SliceLabel {
+        match kind {
+            SliceKind::Data => self.data.label(),
+            SliceKind::Analysis => self.analysis.label(),
+            SliceKind::Regime => self.regime.label(),
+            SliceKind::Strategy => self.strategy.label(),
+            SliceKind::Sizing => self.sizing.label(),
+            SliceKind::Execution => self.execution.label(),
+        }
+    }
 }

@@ -13,12 +13,21 @@ use wasmtime::{Config, Engine, OptLevel};
 /// runaway slice is stopped within one tick of its deadline.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
+/// Set to `1` to run without CPU deadlines and memory caps, only to measure
+/// what they cost. Never with plugins you do not trust.
+pub const NO_LIMITS_ENV: &str = "STRATA_MEASURE_WITHOUT_LIMITS";
+
+/// True when [`NO_LIMITS_ENV`] asks for a run without limits.
+pub fn limits_disabled() -> bool {
+    std::env::var(NO_LIMITS_ENV).is_ok_and(|v| v == "1")
+}
+
 pub fn new_engine() -> Result<Engine> {
     let mut config = Config::new();
     // Epoch interruption costs a load and compare at loop headers and function
     // entries; fuel would cost far more. It is what lets the host stop a slice
     // that never returns.
-    config.epoch_interruption(true);
+    config.epoch_interruption(!limits_disabled());
     config.cranelift_opt_level(OptLevel::Speed);
     Ok(Engine::new(&config)?)
 }

@@ -3,7 +3,7 @@
 //! turned into a [`SliceError`] that poisons the instance.
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rust_decimal::Decimal;
 use wasmtime::{Store, Trap, WasmBacktrace};
@@ -15,8 +15,8 @@ use crate::model::{
     Side, Signal, SizingRequest, SliceKind, SourceInfo, Symbol, TimeInForce, Timestamp,
 };
 use crate::slice::{
-    AnalysisSlice, DataSlice, ExecutionSlice, Failure, RegimeSlice, SizingSlice, SliceError, SliceLabel,
-    SliceResult, StrategySlice,
+    AnalysisSlice, DataSlice, ExecutionSlice, Failure, RegimeSlice, SizingSlice, Slice, SliceError,
+    SliceHealth, SliceLabel, SliceResult, StrategySlice,
 };
 
 /// One instance of a component, exporting the guest interface `G`.
@@ -26,44 +26,74 @@ pub struct WasmSlice<G> {
     label: SliceLabel,
     deadline: Duration,
     deadline_ticks: u64,
+    /// CPU time the instance may use over the whole run, if limited.
+    budget: Option<Duration>,
     poisoned: bool,
+    health: SliceHealth,
     /// Reused between calls so a batch costs no allocation on the host side.
     wire_bars: Vec<wire::Bar>,
 }
 
 impl<G> WasmSlice<G> {
-    pub(crate) fn new(store: Store<SliceState>, guest: G, label: SliceLabel, deadline: Duration) -> Self {
+    pub(crate) fn new(
+        store: Store<SliceState>,
+        guest: G,
+        label: SliceLabel,
+        deadline: Duration,
+        budget: Option<Duration>,
+    ) -> Self {
         WasmSlice {
             store,
             guest,
             label,
             deadline,
             deadline_ticks: super::engine::deadline_ticks(deadline),
+            budget,
             poisoned: false,
+            health: SliceHealth::default(),
             wire_bars: Vec::new(),
         }
     }
 
-    /// Calls into the guest under the deadline. A trap poisons the instance:
-    /// its memory may be half-updated, so it is never called again.
+    /// Calls into the guest under the deadline, timing the call. A trap
+    /// poisons the instance: its memory may be half-updated, so it is never
+    /// called again.
     fn call<R>(
         &mut self,
         f: impl FnOnce(&G, &mut Store<SliceState>, &[wire::Bar]) -> wasmtime::Result<Result<R, String>>,
     ) -> SliceResult<R> {
         if self.poisoned {
-            return Err(SliceError { label: self.label.clone(), failure: Failure::Poisoned });
+            return Err(self.fail(Failure::Poisoned));
         }
         self.store.set_epoch_deadline(self.deadline_ticks);
-        match f(&self.guest, &mut self.store, &self.wire_bars) {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(message)) => {
-                Err(SliceError { label: self.label.clone(), failure: Failure::Returned(message) })
-            }
+        let started = Instant::now();
+        self.store.data_mut().call_deadline = Some(started + self.deadline);
+        let result = f(&self.guest, &mut self.store, &self.wire_bars);
+        let elapsed = started.elapsed();
+        self.store.data_mut().call_deadline = None;
+        self.health.calls += 1;
+        self.health.busy += elapsed;
+        self.health.slowest_call = self.health.slowest_call.max(elapsed);
+        let value = match result {
+            Ok(Ok(value)) => value,
+            Ok(Err(message)) => return Err(self.fail(Failure::Returned(message))),
             Err(trap) => {
                 self.poisoned = true;
-                Err(SliceError { label: self.label.clone(), failure: self.trap_failure(&trap) })
+                let failure = self.trap_failure(&trap);
+                return Err(self.fail(failure));
             }
+        };
+        if let Some(budget) = self.budget.filter(|b| self.health.busy > *b) {
+            return Err(self.fail(Failure::OverBudget { spent: self.health.busy, budget }));
         }
+        Ok(value)
+    }
+
+    /// Records a failure in the instance's health and turns it into an error.
+    fn fail(&mut self, failure: Failure) -> SliceError {
+        self.health.failures += 1;
+        self.health.last_error = Some(failure.to_string());
+        SliceError { label: self.label.clone(), failure }
     }
 
     fn trap_failure(&self, err: &wasmtime::Error) -> Failure {
@@ -77,7 +107,10 @@ impl<G> WasmSlice<G> {
         };
         let stderr = self.store.data().stderr.tail();
         if !stderr.is_empty() {
-            let last: Vec<&str> = stderr.lines().rev().take(3).collect();
+            // Rust's hint to set RUST_BACKTRACE means nothing inside a sandbox;
+            // the host reports the guest's backtrace itself.
+            let last: Vec<&str> =
+                stderr.lines().rev().filter(|l| !l.contains("RUST_BACKTRACE")).take(3).collect();
             let last: Vec<&str> = last.into_iter().rev().collect();
             reason.push_str(&format!("; it printed: {}", last.join(" | ")));
         }
@@ -103,16 +136,22 @@ impl<G> WasmSlice<G> {
         self.wire_bars.extend(bars.iter().map(bar_to_wire));
     }
 
-    fn invalid(&self, message: impl Into<String>) -> SliceError {
-        SliceError::invalid(&self.label, message)
+    fn invalid(&mut self, message: impl Into<String>) -> SliceError {
+        self.fail(Failure::Invalid(message.into()))
     }
 }
 
-impl DataSlice for WasmSlice<data::Guest> {
+impl<G: Send> Slice for WasmSlice<G> {
     fn label(&self) -> &SliceLabel {
         &self.label
     }
 
+    fn health(&self) -> SliceHealth {
+        self.health.clone()
+    }
+}
+
+impl DataSlice for WasmSlice<data::Guest> {
     fn open(
         &mut self,
         symbol: &Symbol,
@@ -140,10 +179,6 @@ impl DataSlice for WasmSlice<data::Guest> {
 }
 
 impl AnalysisSlice for WasmSlice<analysis::Guest> {
-    fn label(&self) -> &SliceLabel {
-        &self.label
-    }
-
     fn outputs(&mut self) -> SliceResult<Vec<String>> {
         self.call(|g, s, _| g.call_outputs(s).map(Ok))
     }
@@ -157,10 +192,6 @@ impl AnalysisSlice for WasmSlice<analysis::Guest> {
 }
 
 impl RegimeSlice for WasmSlice<regime::Guest> {
-    fn label(&self) -> &SliceLabel {
-        &self.label
-    }
-
     fn classify(&mut self, bars: &[Bar], features: &[f64], regimes: &mut Vec<Regime>) -> SliceResult<()> {
         self.stage_bars(bars);
         let out = self.call(|g, s, b| g.call_classify(s, b, features))?;
@@ -170,10 +201,6 @@ impl RegimeSlice for WasmSlice<regime::Guest> {
 }
 
 impl StrategySlice for WasmSlice<strategy::Guest> {
-    fn label(&self) -> &SliceLabel {
-        &self.label
-    }
-
     fn decide(
         &mut self,
         bars: &[Bar],
@@ -190,10 +217,6 @@ impl StrategySlice for WasmSlice<strategy::Guest> {
 }
 
 impl SizingSlice for WasmSlice<sizing::Guest> {
-    fn label(&self) -> &SliceLabel {
-        &self.label
-    }
-
     fn size(&mut self, request: &SizingRequest) -> SliceResult<Decimal> {
         let wire_request = wire::SizingRequest {
             symbol: request.symbol.to_string(),
@@ -210,10 +233,6 @@ impl SizingSlice for WasmSlice<sizing::Guest> {
 }
 
 impl ExecutionSlice for WasmSlice<execution::Guest> {
-    fn label(&self) -> &SliceLabel {
-        &self.label
-    }
-
     fn fill_model(&mut self) -> SliceResult<String> {
         let model = self.call(|g, s, _| g.call_fill_model(s).map(Ok))?;
         if model.len() > 1024 {
@@ -242,7 +261,11 @@ impl ExecutionSlice for WasmSlice<execution::Guest> {
 }
 
 impl WasmSlice<execution::Guest> {
-    fn collect_events(&self, out: Vec<wire::OrderEvent>, events: &mut Vec<OrderEvent>) -> SliceResult<()> {
+    fn collect_events(
+        &mut self,
+        out: Vec<wire::OrderEvent>,
+        events: &mut Vec<OrderEvent>,
+    ) -> SliceResult<()> {
         for event in out {
             events.push(event_from_wire(event).map_err(|m| self.invalid(m))?);
         }

@@ -15,7 +15,7 @@ use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
 pub use loader::{LoadError, Plugin};
-pub use sandbox::Sandbox;
+pub use sandbox::{ClockSource, Sandbox};
 
 use crate::bindings;
 use crate::model::{ConfigValue, SliceKind};
@@ -45,7 +45,11 @@ impl Runtime {
         // All of WASI 0.2 is linked, so any wasip2 component instantiates; what
         // it can reach through it is decided per store in `sandbox`.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        sandbox::link_bounded_sleeps(&mut linker)?;
         bindings::host::add_to_linker::<SliceState, HasSelf<SliceState>>(&mut linker, |s| s)?;
+        if engine::limits_disabled() {
+            tracing::warn!("{}=1: slices run without CPU deadlines or memory caps", engine::NO_LIMITS_ENV);
+        }
         let ticker = engine::EpochTicker::start(&engine);
         Ok(Runtime { engine, linker, _ticker: ticker })
     }
@@ -113,7 +117,8 @@ impl Runtime {
         let guest = load(&plugin.exports, &mut store, &instance)
             .ok_or_else(|| fail(Failure::Invalid(format!("is not {} slice", plugin.kind))))?
             .map_err(trapped)?;
-        Ok(WasmSlice::new(store, guest, label, deadline))
+        let budget = sandbox.limits.budget_ms.map(Duration::from_millis);
+        Ok(WasmSlice::new(store, guest, label, deadline, budget))
     }
 
     pub fn data_slice(

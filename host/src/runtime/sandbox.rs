@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -26,11 +27,29 @@ pub struct Sandbox {
     pub symbol: Option<Symbol>,
     /// Read-only directories: guest path -> host directory.
     pub read_dirs: BTreeMap<String, PathBuf>,
-    /// The clock the slice reads. Backtests use simulated time.
-    pub clock: SimClock,
+    /// The clock the slice reads.
+    pub clock: ClockSource,
     /// Seeds the slice's random generators.
     pub seed: u64,
     pub limits: Limits,
+}
+
+/// Which time a slice sees.
+#[derive(Debug, Clone)]
+pub enum ClockSource {
+    /// Backtests: the open time of the bar being processed, and sleeping
+    /// takes no time, so a run is a pure function of its inputs.
+    Simulated(SimClock),
+    /// Paper and live trading: the machine's clocks; a sleep never outlasts
+    /// the call's deadline.
+    #[allow(dead_code)] // constructed by the paper and live modes, not built yet
+    Real,
+}
+
+impl Default for ClockSource {
+    fn default() -> Self {
+        ClockSource::Simulated(SimClock::default())
+    }
 }
 
 /// The store data of one slice instance.
@@ -42,6 +61,11 @@ pub struct SliceState {
     /// The last few KiB the slice wrote to stderr (a Rust panic message lands
     /// here), quoted when the slice traps.
     pub(crate) stderr: TailPipe,
+    /// `None` in simulated time; else the instant the guest's monotonic clock counts from.
+    real_clock_base: Option<Instant>,
+    /// When the call in progress must end; bounds sleeps in host calls,
+    /// which epoch interruption cannot reach.
+    pub(crate) call_deadline: Option<Instant>,
 }
 
 impl WasiView for SliceState {
@@ -116,17 +140,33 @@ pub fn new_store(engine: &Engine, sandbox: &Sandbox, label: &SliceLabel) -> Resu
         // File reads happen on the calling thread instead of a blocking pool:
         // the host is already synchronous, and it is much faster per read.
         .allow_blocking_current_thread(true)
-        .wall_clock(clocks::SimWallClock(sandbox.clock.clone()))
-        .monotonic_clock(clocks::SimMonotonicClock(sandbox.clock.clone()))
         .secure_random(SeededRng::new(sandbox.seed))
         .insecure_random(SeededRng::new(sandbox.seed ^ 0x5bd1_e995))
         .insecure_random_seed(u128::from(sandbox.seed));
+    let real_clock_base = match &sandbox.clock {
+        ClockSource::Simulated(clock) => {
+            wasi.wall_clock(clocks::SimWallClock(clock.clone()))
+                .monotonic_clock(clocks::SimMonotonicClock(clock.clone()));
+            None
+        }
+        ClockSource::Real => {
+            // Our own monotonic clock, so the host knows what a guest's
+            // `subscribe-instant` deadline means in real time.
+            let base = Instant::now();
+            wasi.monotonic_clock(clocks::RealMonotonicClock(base));
+            Some(base)
+        }
+    };
     for (guest, host_dir) in &sandbox.read_dirs {
         wasi.preopened_dir(host_dir, guest, FsPerms::ReadOnly)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("cannot grant {} as {guest}", host_dir.display()))?;
     }
-    let memory = usize::try_from(sandbox.limits.memory_mib * 1024 * 1024).unwrap_or(usize::MAX);
+    let memory = if super::engine::limits_disabled() {
+        usize::MAX
+    } else {
+        usize::try_from(sandbox.limits.memory_mib * 1024 * 1024).unwrap_or(usize::MAX)
+    };
     let limits = StoreLimitsBuilder::new()
         .memory_size(memory)
         // A Rust component is a handful of core instances, tables and memories
@@ -146,11 +186,56 @@ pub fn new_store(engine: &Engine, sandbox: &Sandbox, label: &SliceLabel) -> Resu
             remaining: LOG_BUDGET,
         },
         stderr,
+        real_clock_base,
+        call_deadline: None,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);
     store.epoch_deadline_trap();
     Ok(store)
+}
+
+/// Replaces `wasi:clocks/monotonic-clock`'s `subscribe-duration` and
+/// `subscribe-instant`, through which a guest sleeps. WASI implements a sleep
+/// as a real wait inside a host call, where epoch interruption cannot stop it:
+/// a slice could hold the host for an hour. Here a sleep in simulated time is
+/// over at once, and a sleep in real time ends at the call's deadline at the
+/// latest, after which the guest is interrupted as soon as it runs again.
+pub fn link_bounded_sleeps(linker: &mut wasmtime::component::Linker<SliceState>) -> anyhow::Result<()> {
+    use wasmtime::component::Resource;
+    use wasmtime_wasi::p2::DynPollable;
+
+    fn sleep(state: &mut SliceState, nanos: u64) -> wasmtime::Result<(Resource<DynPollable>,)> {
+        let wake = state.real_clock_base.map(|_| {
+            let wanted = Instant::now() + std::time::Duration::from_nanos(nanos);
+            state.call_deadline.map_or(wanted, |d| wanted.min(d))
+        });
+        let resource = state.table.push(BoundedSleep(wake.map(tokio::time::Instant::from_std)))?;
+        Ok((wasmtime_wasi::p2::subscribe(&mut state.table, resource)?,))
+    }
+
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance("wasi:clocks/monotonic-clock@0.2.12")?;
+    clock.func_wrap("subscribe-duration", |mut store, (nanos,): (u64,)| sleep(store.data_mut(), nanos))?;
+    clock.func_wrap("subscribe-instant", |mut store, (when,): (u64,)| {
+        let state: &mut SliceState = store.data_mut();
+        let now = state.real_clock_base.map_or(0, |base| base.elapsed().as_nanos() as u64);
+        sleep(state, when.saturating_sub(now))
+    })?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// A pollable that is ready at once (`None`) or at an instant.
+struct BoundedSleep(Option<tokio::time::Instant>);
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for BoundedSleep {
+    async fn ready(&mut self) {
+        if let Some(wake) = self.0 {
+            tokio::time::sleep_until(wake).await;
+        }
+    }
 }
 
 mod clocks {
@@ -169,6 +254,18 @@ mod clocks {
         }
         fn now(&self) -> Duration {
             Duration::from_millis(self.0.now().max(0) as u64)
+        }
+    }
+
+    /// `wasi:clocks/monotonic-clock` in real time, counting from a known instant.
+    pub struct RealMonotonicClock(pub std::time::Instant);
+
+    impl HostMonotonicClock for RealMonotonicClock {
+        fn resolution(&self) -> u64 {
+            1
+        }
+        fn now(&self) -> u64 {
+            self.0.elapsed().as_nanos() as u64
         }
     }
 

@@ -34,8 +34,9 @@ pub trait DataSource: Sized + 'static {
     fn open(&mut self, symbol: &str, range: TimeRange) -> Result<SourceInfo>;
 
     /// Appends up to `max` further bars to `bars` (which arrives empty),
-    /// strictly increasing in time and inside the range. Appending none means
-    /// the feed has ended.
+    /// strictly increasing in time. Appending none means the feed has ended.
+    /// Bars outside the range given to `open` may be appended: the SDK drops
+    /// them before the host sees them (skipping them at the source is faster).
     fn next_batch(&mut self, max: usize, bars: &mut Vec<Bar>) -> Result<()>;
 }
 
@@ -44,29 +45,57 @@ pub fn describe<T: DataSource>(name: &str, version: &str) -> PluginInfo {
     adapter::plugin_info(name, version, SliceKind::Data, T::manifest())
 }
 
+/// The plugin and the range it was opened on. The adapter enforces the
+/// range, so a source that ignores it still hands the host only what it asked for.
 #[doc(hidden)]
-pub fn init<T: DataSource>(slot: &Slot<T>, config: Vec<ConfigEntry>) -> Result<(), String> {
+pub struct State<T> {
+    plugin: T,
+    range: TimeRange,
+    past_end: bool,
+}
+
+#[doc(hidden)]
+pub fn init<T: DataSource>(slot: &Slot<State<T>>, config: Vec<ConfigEntry>) -> Result<(), String> {
     let plugin = adapter::config(&T::manifest(), config).and_then(|c| T::new(&c))?;
-    slot.set(plugin);
+    slot.set(State { plugin, range: TimeRange::default(), past_end: false });
     Ok(())
 }
 
 #[doc(hidden)]
 pub fn open<T: DataSource>(
-    slot: &Slot<T>,
+    slot: &Slot<State<T>>,
     symbol: String,
     start: Option<Timestamp>,
     end: Option<Timestamp>,
 ) -> Result<SourceInfo, String> {
-    slot.with(|p| p.open(&symbol, TimeRange { start, end }))
+    slot.with(|s| {
+        s.range = TimeRange { start, end };
+        s.plugin.open(&symbol, s.range)
+    })
 }
 
 #[doc(hidden)]
-pub fn next_batch<T: DataSource>(slot: &Slot<T>, max: u32) -> Result<Vec<Bar>, String> {
-    slot.with(|p| {
+pub fn next_batch<T: DataSource>(slot: &Slot<State<T>>, max: u32) -> Result<Vec<Bar>, String> {
+    slot.with(|s| {
         let mut bars = Vec::with_capacity(max.min(65_536) as usize);
-        p.next_batch(max as usize, &mut bars)?;
-        bars.truncate(max as usize);
+        // Bars before the range are skipped until some are in it or the
+        // source ends; a bar after the range ends the feed.
+        while bars.is_empty() && !s.past_end {
+            let mut batch = Vec::with_capacity(max.min(65_536) as usize);
+            s.plugin.next_batch(max as usize, &mut batch)?;
+            if batch.is_empty() {
+                break;
+            }
+            for bar in batch.into_iter().take(max as usize) {
+                if s.range.end.is_some_and(|end| bar.ts > end) {
+                    s.past_end = true;
+                    break;
+                }
+                if s.range.contains(bar.ts) {
+                    bars.push(bar);
+                }
+            }
+        }
         Ok(bars)
     })
 }
@@ -91,7 +120,8 @@ macro_rules! export_data_source {
             use $crate::__private::types as wire;
             $crate::__generate_slice_world!("data-slice");
 
-            static SLOT: $crate::__private::Slot<$plugin> = $crate::__private::Slot::new();
+            static SLOT: $crate::__private::Slot<$crate::__private::data::State<$plugin>> =
+                $crate::__private::Slot::new();
 
             struct Adapter;
             impl exports::strata::plugin::data::Guest for Adapter {
