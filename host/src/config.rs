@@ -25,7 +25,66 @@ pub const DEFAULT_MEMORY_MIB: u64 = 256;
 pub struct RunConfig {
     #[serde(default)]
     pub run: RunSection,
+    /// What happens when a slice fails.
+    #[serde(default)]
+    pub faults: FaultSection,
     pub slices: Slices,
+}
+
+/// What the host does when a slice traps, errs, breaks the interface's rules
+/// or runs over its budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultPolicy {
+    /// Stop the run, write its files up to the failure, exit non-zero.
+    #[default]
+    Halt,
+    /// Drop the symbol; the host closes its position at the next bar.
+    SkipSymbol,
+    /// Open no new positions anywhere for a cool-down (optionally closing
+    /// them all), then carry on with fresh instances.
+    SafeMode,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FaultSection {
+    #[serde(default)]
+    pub policy: FaultPolicy,
+    /// Safe mode: timestamps to wait before opening positions again.
+    #[serde(default = "default_cooldown_bars")]
+    pub cooldown_bars: u64,
+    /// Safe mode: close every open position at its next bar.
+    #[serde(default)]
+    pub flatten: bool,
+    /// Fee of the host's own closing trades (skip-symbol, flatten), in basis points of notional.
+    #[serde(default = "default_liquidation_fee_bps", deserialize_with = "exact_decimal")]
+    pub liquidation_fee_bps: Decimal,
+    /// After this many faults a symbol is dropped, whatever the policy (except halt).
+    #[serde(default = "default_max_faults_per_symbol")]
+    pub max_faults_per_symbol: u32,
+}
+
+impl Default for FaultSection {
+    fn default() -> Self {
+        FaultSection {
+            policy: FaultPolicy::Halt,
+            cooldown_bars: default_cooldown_bars(),
+            flatten: false,
+            liquidation_fee_bps: default_liquidation_fee_bps(),
+            max_faults_per_symbol: default_max_faults_per_symbol(),
+        }
+    }
+}
+
+fn default_cooldown_bars() -> u64 {
+    24
+}
+fn default_liquidation_fee_bps() -> Decimal {
+    Decimal::from(10)
+}
+fn default_max_faults_per_symbol() -> u32 {
+    3
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -132,11 +191,15 @@ pub struct Limits {
     /// Largest the slice instance's memory may grow.
     #[serde(default = "default_memory_mib")]
     pub memory_mib: u64,
+    /// CPU time one instance may use over the whole run; unlimited when absent.
+    /// Catches a slice that is merely slow, which the per-call deadline does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_ms: Option<u64>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { deadline_ms: DEFAULT_DEADLINE_MS, memory_mib: DEFAULT_MEMORY_MIB }
+        Limits { deadline_ms: DEFAULT_DEADLINE_MS, memory_mib: DEFAULT_MEMORY_MIB, budget_ms: None }
     }
 }
 
@@ -208,6 +271,16 @@ impl LoadedConfig {
         if run.start_cash <= Decimal::ZERO {
             problems.push(format!("run.start-cash must be positive, got {}", run.start_cash));
         }
+        let faults = &self.config.faults;
+        if faults.liquidation_fee_bps < Decimal::ZERO || faults.liquidation_fee_bps > Decimal::from(10_000) {
+            problems.push(format!(
+                "faults.liquidation-fee-bps must be between 0 and 10000, got {}",
+                faults.liquidation_fee_bps
+            ));
+        }
+        if faults.max_faults_per_symbol == 0 {
+            problems.push("faults.max-faults-per-symbol must be at least 1".to_owned());
+        }
         if run.batch_size == 0 || run.batch_size > 1 << 20 {
             problems.push(format!("run.batch-size must be between 1 and 1048576, got {}", run.batch_size));
         }
@@ -240,6 +313,9 @@ impl LoadedConfig {
             }
             if section.limits.deadline_ms == 0 {
                 problems.push(format!("{key}.limits.deadline-ms must be positive"));
+            }
+            if section.limits.budget_ms == Some(0) {
+                problems.push(format!("{key}.limits.budget-ms must be positive"));
             }
             if !(1..=65_536).contains(&section.limits.memory_mib) {
                 problems.push(format!("{key}.limits.memory-mib must be between 1 and 65536"));

@@ -129,6 +129,11 @@ impl Ledger {
         self.positions.iter().filter(|p| !p.quantity.is_zero()).map(|p| (&p.symbol, p.quantity, p.mark))
     }
 
+    /// The latest close `symbol` was marked at, if any.
+    pub fn mark_price(&self, symbol: usize) -> Option<f64> {
+        Some(self.positions[symbol].mark_price).filter(|p| !p.is_nan())
+    }
+
     /// Marks `symbol` at a new close.
     #[inline]
     pub fn mark(&mut self, symbol: usize, close: f64) {

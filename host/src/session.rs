@@ -10,8 +10,12 @@ use anyhow::{Context, Result, bail};
 use crate::clock::SimClock;
 use crate::config::{LoadedConfig, slice_settings};
 use crate::model::{ConfigValue, SliceKind, SourceInfo, Symbol, Timestamp};
-use crate::runtime::{Plugin, Runtime, Sandbox};
-use crate::slice::{DataSlice, SymbolSlices};
+use crate::orchestrator::SliceFactory;
+use crate::runtime::{ClockSource, Plugin, Runtime, Sandbox};
+use crate::slice::{
+    AnalysisSlice, DataSlice, ExecutionSlice, RegimeSlice, SizingSlice, SliceResult, StrategySlice,
+    SymbolSlices,
+};
 
 /// The loaded components of a run and the settings each slice gets.
 pub struct Session {
@@ -79,7 +83,7 @@ impl Session {
         Sandbox {
             symbol: Some(symbol.clone()),
             read_dirs: section.grants.read_dirs.clone(),
-            clock: clock.clone(),
+            clock: ClockSource::Simulated(clock.clone()),
             seed: derive_seed(self.config.config.run.seed, &[kind.as_str(), symbol.as_str()]),
             limits: section.limits,
         }
@@ -167,6 +171,59 @@ impl Session {
         let mapping: Vec<String> =
             grants.iter().map(|(guest, host)| format!("{guest} is {}", host.display())).collect();
         anyhow::anyhow!("{err} [in the data slice's sandbox {}]", mapping.join(", "))
+    }
+}
+
+/// Fresh instances for the backtest loop (replaying a failed batch,
+/// replacing a failed slice), sharing the run's simulated clock.
+pub struct Factory<'a> {
+    pub session: &'a Session,
+    pub clock: SimClock,
+}
+
+impl Factory<'_> {
+    fn args(&self, kind: SliceKind, symbol: &Symbol) -> (&Plugin, Sandbox, &[(String, ConfigValue)]) {
+        let s = self.session;
+        (s.plugin(kind), s.sandbox(kind, symbol, &self.clock), s.settings(kind))
+    }
+}
+
+impl SliceFactory for Factory<'_> {
+    fn data(
+        &self,
+        symbol: &Symbol,
+        start: Option<Timestamp>,
+        end: Option<Timestamp>,
+    ) -> SliceResult<Box<dyn DataSlice>> {
+        let (plugin, sandbox, settings) = self.args(SliceKind::Data, symbol);
+        let mut data = self.session.runtime.data_slice(plugin, &sandbox, settings)?;
+        data.open(symbol, start, end)?;
+        Ok(data)
+    }
+
+    fn analysis(&self, symbol: &Symbol) -> SliceResult<Box<dyn AnalysisSlice>> {
+        let (plugin, sandbox, settings) = self.args(SliceKind::Analysis, symbol);
+        self.session.runtime.analysis_slice(plugin, &sandbox, settings)
+    }
+
+    fn regime(&self, symbol: &Symbol, features: &[String]) -> SliceResult<Box<dyn RegimeSlice>> {
+        let (plugin, sandbox, settings) = self.args(SliceKind::Regime, symbol);
+        self.session.runtime.regime_slice(plugin, &sandbox, settings, features)
+    }
+
+    fn strategy(&self, symbol: &Symbol, features: &[String]) -> SliceResult<Box<dyn StrategySlice>> {
+        let (plugin, sandbox, settings) = self.args(SliceKind::Strategy, symbol);
+        self.session.runtime.strategy_slice(plugin, &sandbox, settings, features)
+    }
+
+    fn sizing(&self, symbol: &Symbol) -> SliceResult<Box<dyn SizingSlice>> {
+        let (plugin, sandbox, settings) = self.args(SliceKind::Sizing, symbol);
+        self.session.runtime.sizing_slice(plugin, &sandbox, settings)
+    }
+
+    fn execution(&self, symbol: &Symbol) -> SliceResult<Box<dyn ExecutionSlice>> {
+        let (plugin, sandbox, settings) = self.args(SliceKind::Execution, symbol);
+        self.session.runtime.execution_slice(plugin, &sandbox, settings)
     }
 }
 

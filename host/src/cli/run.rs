@@ -11,10 +11,10 @@ use rust_decimal::Decimal;
 use crate::clock::SimClock;
 use crate::config::LoadedConfig;
 use crate::model::{SliceKind, Symbol, Timestamp};
-use crate::orchestrator::{Backtest, BacktestSettings, RunError};
+use crate::orchestrator::{Backtest, BacktestSettings, ChainSetup, FaultSettings, RunError};
 use crate::report::{self, ExecutionSummary, RunWriter, SliceSummary, Summary, Timing};
 use crate::runtime::INTERFACE_VERSION;
-use crate::session::Session;
+use crate::session::{Factory, Session};
 use crate::time::{MS_PER_DAY, iso, parse_date};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -90,19 +90,31 @@ pub fn execute(args: RunArgs) -> Result<ExitCode> {
     let mut writer =
         RunWriter::create(&out).with_context(|| format!("cannot create run folder {}", out.display()))?;
 
+    let run = &session.config.config;
     let settings = BacktestSettings {
-        start_cash: session.config.config.run.start_cash,
+        start_cash: run.run.start_cash,
         start,
         end,
-        batch_size: session.config.config.run.batch_size,
+        batch_size: run.run.batch_size,
+        faults: FaultSettings {
+            policy: run.faults.policy,
+            cooldown_bars: run.faults.cooldown_bars,
+            flatten: run.faults.flatten,
+            liquidation_fee_bps: run.faults.liquidation_fee_bps,
+            max_faults_per_symbol: run.faults.max_faults_per_symbol,
+        },
     };
-    let sources: Vec<_> = chains.iter().map(|c| c.source.clone()).collect();
-    let backtest_chains = chains
+    let setups = chains
         .into_iter()
-        .zip(sources)
-        .map(|(c, source)| (c.symbol, c.slices, c.features.len(), Some(source)))
+        .map(|c| ChainSetup {
+            symbol: c.symbol,
+            slices: c.slices,
+            features: c.features,
+            source: Some(c.source),
+        })
         .collect();
-    let mut backtest = Backtest::new(backtest_chains, settings, clock);
+    let factory = Factory { session: &session, clock: clock.clone() };
+    let mut backtest = Backtest::new(setups, settings, clock, Some(&factory));
     let run_started = Instant::now();
     let result = backtest.run(&mut writer);
     let run_ms = run_started.elapsed().as_secs_f64() * 1e3;
@@ -243,8 +255,13 @@ fn summarize(
             )
         })
         .collect();
+    let faults = backtest.faults().to_vec();
     Summary {
-        status: if result.is_ok() { "completed" } else { "failed" },
+        status: match (result, faults.is_empty()) {
+            (Err(_), _) => "failed",
+            (Ok(()), true) => "completed",
+            (Ok(()), false) => "completed-with-faults",
+        },
         error: result.as_ref().err().map(|e| e.to_string()),
         mode: "backtest",
         host_version: env!("CARGO_PKG_VERSION"),
@@ -276,6 +293,9 @@ fn summarize(
             settings: session.settings[&SliceKind::Execution].iter().cloned().collect(),
         },
         refusals: backtest.refusals().clone(),
+        fault_policy: session.config.config.faults.clone(),
+        faults,
+        health: backtest.health(),
         activity: stats,
         slices,
         config_file: session.config.path.display().to_string(),
@@ -307,6 +327,19 @@ fn print_summary(s: &Summary, dir: &Path) {
         s.timing.run_ms,
         group(s.timing.bars_per_second.round() as i128)
     );
+    if !s.faults.is_empty() {
+        println!("  faults        {} (policy {:?}; see summary.json)", s.faults.len(), s.fault_policy.policy);
+        for f in s.faults.iter().take(5) {
+            println!(
+                "                {} {} at {}: {} -> {}",
+                f.symbol,
+                f.slice,
+                f.at.as_deref().unwrap_or("start"),
+                f.message.lines().next().unwrap_or_default(),
+                f.action
+            );
+        }
+    }
     println!("  artifacts     {}", dir.display());
 }
 

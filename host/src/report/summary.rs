@@ -6,11 +6,12 @@ use serde::Serialize;
 
 use crate::config::{Grants, Limits, RunConfig};
 use crate::model::{ConfigValue, SourceInfo, Symbol};
-use crate::orchestrator::RunStats;
+use crate::orchestrator::{FaultRecord, HealthReport, RunStats};
 
 #[derive(Debug, Serialize)]
 pub struct Summary {
-    /// `completed` or `failed`.
+    /// `completed`, `completed-with-faults` (a fault policy kept the run
+    /// going: see `faults`) or `failed`.
     pub status: &'static str,
     /// Why the run failed, naming the slice, symbol and bar.
     pub error: Option<String>,
@@ -40,6 +41,11 @@ pub struct Summary {
     pub activity: RunStats,
     /// Signals not acted on, by reason.
     pub refusals: BTreeMap<String, u64>,
+    /// The fault policy in force and every fault, with what the host did.
+    pub fault_policy: crate::config::FaultSection,
+    pub faults: Vec<FaultRecord>,
+    /// Calls, failures and time of every slice of every symbol.
+    pub health: Vec<HealthReport>,
     pub slices: BTreeMap<&'static str, SliceSummary>,
     pub config_file: String,
     /// The configuration as used, after command-line and environment overrides.
