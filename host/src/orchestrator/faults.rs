@@ -1,0 +1,295 @@
+//! Fault policies: what the loop does when a slice fails, and the host's own
+//! closing trades.
+
+use rust_decimal::Decimal;
+
+use super::orders::{StepError, order_record};
+use super::pipeline::check_bar;
+use super::{Backtest, FaultRecord, OrderStatus, Recorder, RunError, WorkingOrder};
+use crate::config::FaultPolicy;
+use crate::model::{
+    Bar, Order, OrderId, OrderType, Side, SliceKind, TimeInForce, Timestamp, price_to_decimal,
+};
+use crate::slice::{Failure, SliceError};
+use crate::time::iso;
+
+impl Backtest<'_> {
+    /// Applies the fault policy to a failed slice call; passes I/O errors on.
+    pub(super) fn fault_or(
+        &mut self,
+        i: usize,
+        at: Option<Timestamp>,
+        result: Result<(), StepError>,
+        recorder: &mut dyn Recorder,
+    ) -> Result<(), RunError> {
+        match result {
+            Ok(()) => Ok(()),
+            Err(StepError::Slice(error)) => self.on_fault(i, at, error, recorder),
+            Err(StepError::Io(e)) => Err(RunError::Io(e)),
+        }
+    }
+
+    /// Records a fault and applies the run's policy to it.
+    pub(super) fn on_fault(
+        &mut self,
+        i: usize,
+        at: Option<Timestamp>,
+        error: SliceError,
+        recorder: &mut dyn Recorder,
+    ) -> Result<(), RunError> {
+        let chain = &mut self.chains[i];
+        chain.faults += 1;
+        let policy = match self.settings.faults.policy {
+            FaultPolicy::Halt => FaultPolicy::Halt,
+            _ if chain.faults >= self.settings.faults.max_faults_per_symbol => FaultPolicy::SkipSymbol,
+            other => other,
+        };
+        let (kind, backtrace) = match &error.failure {
+            Failure::Returned(_) => ("returned-error", None),
+            Failure::Trapped { backtrace, .. } => ("trapped", backtrace.clone()),
+            Failure::Invalid(_) => ("invalid-output", None),
+            Failure::OverBudget { .. } => ("over-budget", None),
+            Failure::Poisoned => ("poisoned", None),
+        };
+        let action = match policy {
+            FaultPolicy::Halt => "halted",
+            FaultPolicy::SkipSymbol => "dropped-symbol",
+            FaultPolicy::SafeMode => "safe-mode",
+        };
+        tracing::warn!(symbol = %chain.symbol, action, "{error}");
+        self.faults.push(FaultRecord {
+            at: at.map(iso),
+            symbol: chain.symbol.clone(),
+            slice: error.label.kind,
+            plugin: error.label.plugin.to_string(),
+            kind,
+            message: error.failure.to_string(),
+            backtrace,
+            action,
+        });
+        match policy {
+            FaultPolicy::Halt => Err(RunError::Slice { symbol: chain.symbol.clone(), at, error }),
+            FaultPolicy::SkipSymbol => self.drop_symbol(i, &error, recorder),
+            FaultPolicy::SafeMode => self.enter_safe_mode(i, at, &error, recorder),
+        }
+    }
+
+    /// Skip-symbol: the symbol takes no further decisions; its working orders
+    /// are cancelled and the host closes its position at its next bar.
+    pub(super) fn drop_symbol(
+        &mut self,
+        i: usize,
+        error: &SliceError,
+        recorder: &mut dyn Recorder,
+    ) -> Result<(), RunError> {
+        let reason = format!("{} dropped after a fault in its {}", self.chains[i].symbol, error.label);
+        self.close_book(i, None, OrderStatus::Cancelled, &reason, recorder)?;
+        let chain = &mut self.chains[i];
+        chain.active = false;
+        // Decisions already made on bars not yet processed must not be acted on.
+        chain.batch.signals.clear();
+        chain.batch.fault = None;
+        if self.ledger.position(i).is_zero() {
+            // Keep the bar being processed, if any; read no further.
+            chain.ended = true;
+            chain.batch.bars.truncate(chain.batch.cursor + 1);
+        } else {
+            chain.liquidate = Some(reason);
+        }
+        Ok(())
+    }
+
+    /// Safe mode: no new positions anywhere for the cool-down (and every
+    /// position closed if so configured); the failed slice is replaced by a
+    /// fresh instance, which warms up from the next bar.
+    pub(super) fn enter_safe_mode(
+        &mut self,
+        i: usize,
+        at: Option<Timestamp>,
+        error: &SliceError,
+        recorder: &mut dyn Recorder,
+    ) -> Result<(), RunError> {
+        let until = self.stats.timestamps + self.settings.faults.cooldown_bars;
+        self.safe_until = Some(self.safe_until.map_or(until, |u| u.max(until)));
+        if let Err(e) = self.replace(i, error.label.kind, at, recorder) {
+            // No fresh instance to carry on with: the symbol cannot continue.
+            let note = format!("{e}");
+            self.faults.push(FaultRecord {
+                at: at.map(iso),
+                symbol: self.chains[i].symbol.clone(),
+                slice: e.label.kind,
+                plugin: e.label.plugin.to_string(),
+                kind: "replacement-failed",
+                message: note,
+                backtrace: None,
+                action: "dropped-symbol",
+            });
+            self.drop_symbol(i, error, recorder)?;
+        }
+        if self.settings.faults.flatten {
+            let reason = format!("safe mode after a fault in {}: flatten", error.label);
+            for j in 0..self.chains.len() {
+                if !self.ledger.position(j).is_zero() {
+                    self.cancel_all(j, &reason, recorder)?;
+                    self.chains[j].liquidate = Some(reason.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives chain `i` a fresh instance of `kind` (all three pipeline slices
+    /// for a pipeline fault, so they warm up together). A fresh data slice
+    /// starts after the bar the fault was on, which is lost for the symbol.
+    pub(super) fn replace(
+        &mut self,
+        i: usize,
+        kind: SliceKind,
+        at: Option<Timestamp>,
+        recorder: &mut dyn Recorder,
+    ) -> Result<(), SliceError> {
+        let Some(factory) = self.factory else {
+            return Err(SliceError {
+                label: self.chains[i].slices.label_of(kind).clone(),
+                failure: Failure::Returned("no way to create a fresh instance".into()),
+            });
+        };
+        let chain = &mut self.chains[i];
+        let symbol = chain.symbol.clone();
+        match kind {
+            SliceKind::Data => {
+                let start = chain.last_ts.max(at).map(|t| t + 1).or(self.settings.start);
+                let fresh = factory.data(&symbol, start, self.settings.end)?;
+                let old = std::mem::replace(&mut chain.slices.data, fresh);
+                chain.retire(kind, old.health());
+            }
+            SliceKind::Analysis | SliceKind::Regime | SliceKind::Strategy => {
+                let analysis = factory.analysis(&symbol)?;
+                let regime = factory.regime(&symbol, &chain.features)?;
+                let strategy = factory.strategy(&symbol, &chain.features)?;
+                let old = std::mem::replace(&mut chain.slices.analysis, analysis);
+                chain.retire(SliceKind::Analysis, old.health());
+                let old = std::mem::replace(&mut chain.slices.regime, regime);
+                chain.retire(SliceKind::Regime, old.health());
+                let old = std::mem::replace(&mut chain.slices.strategy, strategy);
+                chain.retire(SliceKind::Strategy, old.health());
+                // Decisions on bars not yet processed came from the failed instances.
+                let cursor = chain.batch.cursor;
+                chain.batch.signals.retain(|s| (s.bar_index as usize) < cursor);
+            }
+            SliceKind::Sizing => {
+                let old = std::mem::replace(&mut chain.slices.sizing, factory.sizing(&symbol)?);
+                chain.retire(kind, old.health());
+            }
+            SliceKind::Execution => {
+                let fresh = factory.execution(&symbol)?;
+                let reason = "cancelled by the host: the execution slice was replaced after a fault";
+                // The new instance never saw these orders: the host closes them itself.
+                self.close_book(i, None, OrderStatus::Cancelled, reason, recorder).map_err(|e| {
+                    SliceError {
+                        label: self.chains[i].slices.execution.label().clone(),
+                        failure: Failure::Returned(format!("cannot record cancelled orders: {e}")),
+                    }
+                })?;
+                let chain = &mut self.chains[i];
+                let old = std::mem::replace(&mut chain.slices.execution, fresh);
+                chain.retire(kind, old.health());
+            }
+        }
+        Ok(())
+    }
+
+    /// Host-side close of a position after a fault, at this bar's open.
+    pub(super) fn liquidate_if_due(
+        &mut self,
+        i: usize,
+        bar: &Bar,
+        recorder: &mut dyn Recorder,
+    ) -> Result<(), RunError> {
+        let Some(reason) = self.chains[i].liquidate.take() else { return Ok(()) };
+        self.close_position_at(i, bar.ts, bar.open, &reason, recorder)?;
+        let chain = &mut self.chains[i];
+        if !chain.active {
+            // Nothing more to do for a dropped symbol: stop after this bar.
+            chain.ended = true;
+            chain.batch.bars.truncate(chain.batch.cursor + 1);
+        }
+        Ok(())
+    }
+
+    pub(super) fn close_position_at(
+        &mut self,
+        i: usize,
+        ts: Timestamp,
+        price: f64,
+        reason: &str,
+        recorder: &mut dyn Recorder,
+    ) -> Result<(), RunError> {
+        let position = self.ledger.position(i);
+        if position.is_zero() {
+            return Ok(());
+        }
+        let price = price_to_decimal(price).expect("prices are validated as finite");
+        let quantity = position.abs();
+        let side = if position > Decimal::ZERO { Side::Sell } else { Side::Buy };
+        let fee = quantity * price * self.settings.faults.liquidation_fee_bps / Decimal::from(10_000);
+        let order = Order {
+            id: OrderId(self.next_order_id),
+            symbol: self.chains[i].symbol.clone(),
+            side,
+            quantity,
+            order_type: OrderType::Market,
+            limit_price: None,
+            stop_price: None,
+            time_in_force: TimeInForce::Ioc,
+            created_at: ts,
+        };
+        self.next_order_id += 1;
+        self.stats.orders += 1;
+        self.stats.fills += 1;
+        if let Some(trip) = self.ledger.apply_fill(i, side, quantity, price, fee, ts) {
+            recorder.round_trip(&trip)?;
+        }
+        let w = WorkingOrder { order, filled: quantity, notional: quantity * price, fees: fee };
+        recorder.order(&order_record(
+            w,
+            OrderStatus::Filled,
+            Some(ts),
+            format!("host liquidation: {reason}"),
+        ))?;
+        Ok(())
+    }
+
+    /// A dropped symbol keeps reading bars only to close its position; if its
+    /// data has ended (or its data slice failed), the position is closed at its last mark.
+    pub(super) fn refill_for_liquidation(
+        &mut self,
+        i: usize,
+        recorder: &mut dyn Recorder,
+    ) -> Result<(), RunError> {
+        let chain = &mut self.chains[i];
+        chain.batch.clear();
+        let mut bars = Vec::with_capacity(1);
+        let read = chain.slices.data.next_batch(1, &mut bars);
+        let bar = match read {
+            Ok(()) => bars.first().copied().filter(|b| check_bar(b, chain.last_ts, &self.settings).is_ok()),
+            Err(_) => None,
+        };
+        match bar {
+            Some(bar) => {
+                chain.last_ts = Some(bar.ts);
+                chain.batch.bars.push(bar);
+            }
+            None => {
+                let reason = chain.liquidate.take().unwrap_or_default();
+                chain.ended = true;
+                let (ts, mark) = (chain.last_ts.unwrap_or_default(), self.ledger.mark_price(i));
+                if let Some(mark) = mark {
+                    let reason = format!("{reason}; no further bar, closed at the last close");
+                    self.close_position_at(i, ts, mark, &reason, recorder)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

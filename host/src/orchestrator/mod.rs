@@ -1,0 +1,530 @@
+//! The backtest loop: chains six slices per symbol, orders bars across
+//! symbols by time against one ledger, records what happened, and contains
+//! slices that fail.
+//!
+//! How one timestamp is processed, for all symbols with a bar at it:
+//!   1. working orders meet the new bar (the execution slice reports fills,
+//!      for example at the open), and the host applies the fills it accepts;
+//!      positions the host must close after a fault are closed here;
+//!   2. positions are marked at the bar's close;
+//!   3. strategy signals made on this bar become orders: sizing slice ->
+//!      host checks -> execution slice.
+//!
+//! Then one equity row is recorded. The analysis, regime and strategy slices
+//! only depend on bars, so they run ahead in batches; sizing and execution
+//! depend on the portfolio and run at the moment they are needed.
+//!
+//! When a slice fails, the run's fault policy decides: halt, drop the symbol,
+//! or safe mode (no new positions for a cool-down, then fresh instances). A
+//! batched call that fails is replayed bar by bar on fresh instances to find
+//! the bar it failed on: backtests are deterministic, so the failure recurs.
+
+mod faults;
+mod orders;
+mod pipeline;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use crate::clock::SimClock;
+use crate::config::FaultPolicy;
+use crate::model::{
+    Bar, Order, OrderId, OrderType, Side, SliceKind, SourceInfo, Symbol, TimeInForce, Timestamp,
+};
+use crate::portfolio::{Ledger, RoundTrip};
+use crate::slice::{
+    AnalysisSlice, DataSlice, ExecutionSlice, RegimeSlice, SizingSlice, SliceError, SliceHealth, SliceResult,
+    StrategySlice, SymbolSlices,
+};
+use crate::time::iso;
+use orders::StepError;
+use pipeline::Batch;
+
+/// Receives what a run produces, as it happens.
+pub trait Recorder {
+    fn equity(&mut self, ts: Timestamp, cash: Decimal, equity: Decimal) -> io::Result<()>;
+    fn order(&mut self, order: &OrderRecord) -> io::Result<()>;
+    fn round_trip(&mut self, trip: &RoundTrip) -> io::Result<()>;
+}
+
+/// Builds fresh slice instances for a symbol, so the loop can replay a failed
+/// batch and recover from faults.
+pub trait SliceFactory {
+    /// A data slice opened on `symbol` for bars in `[start, end]`.
+    fn data(
+        &self,
+        symbol: &Symbol,
+        start: Option<Timestamp>,
+        end: Option<Timestamp>,
+    ) -> SliceResult<Box<dyn DataSlice>>;
+    fn analysis(&self, symbol: &Symbol) -> SliceResult<Box<dyn AnalysisSlice>>;
+    fn regime(&self, symbol: &Symbol, features: &[String]) -> SliceResult<Box<dyn RegimeSlice>>;
+    fn strategy(&self, symbol: &Symbol, features: &[String]) -> SliceResult<Box<dyn StrategySlice>>;
+    fn sizing(&self, symbol: &Symbol) -> SliceResult<Box<dyn SizingSlice>>;
+    fn execution(&self, symbol: &Symbol) -> SliceResult<Box<dyn ExecutionSlice>>;
+}
+
+/// The life of one order, written when it leaves the book (or at the end of the run).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OrderRecord {
+    pub id: OrderId,
+    pub symbol: Symbol,
+    pub created_at: Timestamp,
+    pub side: Side,
+    pub order_type: OrderType,
+    pub time_in_force: TimeInForce,
+    pub quantity: Decimal,
+    pub limit_price: Option<Decimal>,
+    pub stop_price: Option<Decimal>,
+    pub status: OrderStatus,
+    pub filled_quantity: Decimal,
+    /// Volume-weighted average fill price, if anything filled.
+    pub average_price: Option<Decimal>,
+    pub fees: Decimal,
+    pub closed_at: Option<Timestamp>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OrderStatus {
+    Filled,
+    Cancelled,
+    Rejected,
+    /// Still working when the run ended.
+    Working,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Filled => "filled",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::Rejected => "rejected",
+            OrderStatus::Working => "working",
+        }
+    }
+}
+
+impl fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How the loop reacts to a failing slice.
+#[derive(Debug, Clone)]
+pub struct FaultSettings {
+    pub policy: FaultPolicy,
+    pub cooldown_bars: u64,
+    pub flatten: bool,
+    pub liquidation_fee_bps: Decimal,
+    pub max_faults_per_symbol: u32,
+}
+
+impl Default for FaultSettings {
+    fn default() -> Self {
+        let section = crate::config::FaultSection::default();
+        FaultSettings {
+            policy: section.policy,
+            cooldown_bars: section.cooldown_bars,
+            flatten: section.flatten,
+            liquidation_fee_bps: section.liquidation_fee_bps,
+            max_faults_per_symbol: section.max_faults_per_symbol,
+        }
+    }
+}
+
+/// Inputs of a backtest besides the slices.
+#[derive(Debug, Clone)]
+pub struct BacktestSettings {
+    pub start_cash: Decimal,
+    pub start: Option<Timestamp>,
+    pub end: Option<Timestamp>,
+    pub batch_size: u32,
+    pub faults: FaultSettings,
+}
+
+/// Why a run stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{error} (symbol {symbol}{})", at.map(|t| format!(", bar {}", iso(t))).unwrap_or_default())]
+    Slice { symbol: Symbol, at: Option<Timestamp>, error: SliceError },
+    #[error("no bars for {symbol} in the requested range{range}")]
+    NoBars { symbol: Symbol, range: String },
+    #[error("cannot write the run's records: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Counters of one run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunStats {
+    pub bars: u64,
+    pub timestamps: u64,
+    pub first_ts: Option<Timestamp>,
+    pub last_ts: Option<Timestamp>,
+    pub signals: u64,
+    /// Signals that would not change the position (enter while in, exit while out).
+    pub redundant_signals: u64,
+    /// Signals not acted on for another reason (see `refusals` in the summary).
+    pub refused_signals: u64,
+    pub orders: u64,
+    pub fills: u64,
+}
+
+/// One slice failure and what the host did about it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultRecord {
+    /// The bar being processed when the fault surfaced.
+    pub at: Option<String>,
+    pub symbol: Symbol,
+    pub slice: SliceKind,
+    pub plugin: String,
+    /// `trapped`, `returned-error`, `invalid-output`, `over-budget` or `poisoned`.
+    pub kind: &'static str,
+    pub message: String,
+    /// The guest's stack at the trap, when available.
+    pub backtrace: Option<String>,
+    /// What the host did: `halted`, `dropped-symbol` or `safe-mode`.
+    pub action: &'static str,
+}
+
+/// What each symbol contributed.
+#[derive(Debug, Clone, Serialize)]
+pub struct SymbolReport {
+    pub symbol: Symbol,
+    pub bars: u64,
+    pub first_ts: Option<Timestamp>,
+    pub last_ts: Option<Timestamp>,
+    pub source: Option<SourceInfo>,
+    /// False when a fault policy dropped the symbol.
+    pub active: bool,
+}
+
+/// Health of one slice of one symbol, over every instance it had.
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthReport {
+    pub symbol: Symbol,
+    pub slice: SliceKind,
+    pub plugin: String,
+    pub calls: u64,
+    pub failures: u64,
+    pub busy_ms: f64,
+    pub slowest_call_ms: f64,
+    pub last_error: Option<String>,
+    /// Instances that replaced a failed one.
+    pub replacements: u32,
+}
+
+struct WorkingOrder {
+    order: Order,
+    filled: Decimal,
+    notional: Decimal,
+    fees: Decimal,
+}
+
+/// One symbol's slices and its place in the data.
+struct Chain {
+    index: usize,
+    symbol: Symbol,
+    slices: SymbolSlices,
+    features: Vec<String>,
+    source: Option<SourceInfo>,
+    batch: Batch,
+    ended: bool,
+    /// Open time of the last bar read and accepted from the data slice.
+    last_ts: Option<Timestamp>,
+    working: Vec<WorkingOrder>,
+    bars_done: u64,
+    first_ts: Option<Timestamp>,
+    /// False once a fault policy dropped the symbol.
+    active: bool,
+    /// The host closes the position at the next bar.
+    liquidate: Option<String>,
+    faults: u32,
+    /// Health of replaced instances, per slice kind.
+    retired: BTreeMap<SliceKind, (SliceHealth, u32)>,
+}
+
+impl Chain {
+    fn peek(&self) -> Option<&Bar> {
+        self.batch.bars.get(self.batch.cursor)
+    }
+
+    /// Net position after every working order fills: what a new signal is judged against.
+    fn intended_position(&self, position: Decimal) -> Decimal {
+        self.working.iter().fold(position, |q, w| {
+            let rest = w.order.quantity - w.filled;
+            if w.order.side == Side::Buy { q + rest } else { q - rest }
+        })
+    }
+
+    fn retire(&mut self, kind: SliceKind, health: SliceHealth) {
+        let entry = self.retired.entry(kind).or_default();
+        entry.0.absorb(&health);
+        entry.1 += 1;
+    }
+}
+
+/// A backtest over ready-made slice chains.
+pub struct Backtest<'f> {
+    chains: Vec<Chain>,
+    ledger: Ledger,
+    clock: SimClock,
+    settings: BacktestSettings,
+    factory: Option<&'f dyn SliceFactory>,
+    next_order_id: u64,
+    stats: RunStats,
+    /// Reasons signals were not acted on, counted.
+    refusals: BTreeMap<String, u64>,
+    faults: Vec<FaultRecord>,
+    /// Safe mode lasts until this many timestamps have been processed.
+    safe_until: Option<u64>,
+    active: Vec<usize>,
+}
+
+/// A symbol's ready-made chain: its slices (data already opened), the analysis
+/// slice's feature names, and where its data comes from.
+pub struct ChainSetup {
+    pub symbol: Symbol,
+    pub slices: SymbolSlices,
+    pub features: Vec<String>,
+    pub source: Option<SourceInfo>,
+}
+
+impl<'f> Backtest<'f> {
+    /// `factory` builds fresh instances when a failed batch must be replayed
+    /// or a slice replaced; without one, faults are reported at batch granularity.
+    pub fn new(
+        chains: Vec<ChainSetup>,
+        settings: BacktestSettings,
+        clock: SimClock,
+        factory: Option<&'f dyn SliceFactory>,
+    ) -> Self {
+        let symbols: Vec<Symbol> = chains.iter().map(|c| c.symbol.clone()).collect();
+        let chains = chains
+            .into_iter()
+            .enumerate()
+            .map(|(index, c)| Chain {
+                index,
+                symbol: c.symbol,
+                slices: c.slices,
+                features: c.features,
+                source: c.source,
+                batch: Batch::default(),
+                ended: false,
+                last_ts: None,
+                working: Vec::new(),
+                bars_done: 0,
+                first_ts: None,
+                active: true,
+                liquidate: None,
+                faults: 0,
+                retired: BTreeMap::new(),
+            })
+            .collect();
+        Backtest {
+            chains,
+            ledger: Ledger::new(settings.start_cash, &symbols),
+            clock,
+            settings,
+            factory,
+            next_order_id: 1,
+            stats: RunStats::default(),
+            refusals: BTreeMap::new(),
+            faults: Vec::new(),
+            safe_until: None,
+            active: Vec::new(),
+        }
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    pub fn stats(&self) -> &RunStats {
+        &self.stats
+    }
+
+    pub fn refusals(&self) -> &BTreeMap<String, u64> {
+        &self.refusals
+    }
+
+    pub fn faults(&self) -> &[FaultRecord] {
+        &self.faults
+    }
+
+    pub fn symbol_reports(&self) -> Vec<SymbolReport> {
+        self.chains
+            .iter()
+            .map(|c| SymbolReport {
+                symbol: c.symbol.clone(),
+                bars: c.bars_done,
+                first_ts: c.first_ts,
+                last_ts: c.last_ts.filter(|_| c.bars_done > 0),
+                source: c.source.clone(),
+                active: c.active,
+            })
+            .collect()
+    }
+
+    pub fn health(&self) -> Vec<HealthReport> {
+        let mut out = Vec::new();
+        for c in &self.chains {
+            let s = &c.slices;
+            let current = [
+                (SliceKind::Data, s.data.label(), s.data.health()),
+                (SliceKind::Analysis, s.analysis.label(), s.analysis.health()),
+                (SliceKind::Regime, s.regime.label(), s.regime.health()),
+                (SliceKind::Strategy, s.strategy.label(), s.strategy.health()),
+                (SliceKind::Sizing, s.sizing.label(), s.sizing.health()),
+                (SliceKind::Execution, s.execution.label(), s.execution.health()),
+            ];
+            for (kind, label, mut health) in current {
+                let replacements = c.retired.get(&kind).map_or(0, |(retired, n)| {
+                    health.absorb(retired);
+                    *n
+                });
+                out.push(HealthReport {
+                    symbol: c.symbol.clone(),
+                    slice: kind,
+                    plugin: label.plugin.to_string(),
+                    calls: health.calls,
+                    failures: health.failures,
+                    busy_ms: health.busy.as_secs_f64() * 1e3,
+                    slowest_call_ms: health.slowest_call.as_secs_f64() * 1e3,
+                    last_error: health.last_error,
+                    replacements,
+                });
+            }
+        }
+        out
+    }
+
+    /// Runs to the end of the data. On error, everything recorded so far stays
+    /// recorded and the ledger reflects the last completed bar.
+    pub fn run(&mut self, recorder: &mut dyn Recorder) -> Result<(), RunError> {
+        loop {
+            let mut next: Option<Timestamp> = None;
+            for i in 0..self.chains.len() {
+                self.prepare(i, recorder)?;
+                if let Some(bar) = self.chains[i].peek() {
+                    next = Some(next.map_or(bar.ts, |n: Timestamp| n.min(bar.ts)));
+                }
+            }
+            let Some(ts) = next else { break };
+            self.step(ts, recorder)?;
+        }
+        for i in 0..self.chains.len() {
+            let reason = "the run ended with the symbol's data";
+            self.close_book(i, None, OrderStatus::Working, reason, recorder)?;
+        }
+        Ok(())
+    }
+
+    /// Makes sure chain `i` has a next bar if its data has one, firing a
+    /// fault that follows its last bar.
+    fn prepare(&mut self, i: usize, recorder: &mut dyn Recorder) -> Result<(), RunError> {
+        // Bounded: every pass either ends the chain, fills its batch, or
+        // counts a fault (and faults are capped per symbol).
+        loop {
+            let chain = &mut self.chains[i];
+            if !chain.batch.exhausted() {
+                return Ok(());
+            }
+            if let Some(fault) = chain.batch.fault.take() {
+                let at = fault.ts.or(chain.last_ts);
+                self.on_fault(i, at, fault.error, recorder)?;
+                continue;
+            }
+            if chain.ended {
+                return Ok(());
+            }
+            if !chain.active {
+                self.refill_for_liquidation(i, recorder)?;
+            } else {
+                self.refill(i)?;
+                let chain = &self.chains[i];
+                if chain.ended && chain.bars_done == 0 && chain.batch.fault.is_none() {
+                    return Err(RunError::NoBars {
+                        symbol: chain.symbol.clone(),
+                        range: describe_range(&self.settings),
+                    });
+                }
+            }
+        }
+    }
+
+    fn step(&mut self, ts: Timestamp, recorder: &mut dyn Recorder) -> Result<(), RunError> {
+        self.clock.set(ts);
+        let mut active = std::mem::take(&mut self.active);
+        active.clear();
+        active.extend(self.chains.iter().filter(|c| c.peek().is_some_and(|b| b.ts == ts)).map(|c| c.index));
+
+        for &i in &active {
+            let bar = self.chains[i].batch.bars[self.chains[i].batch.cursor];
+            self.liquidate_if_due(i, &bar, recorder)?;
+            if !self.chains[i].working.is_empty() {
+                let mut events = Vec::new();
+                let result =
+                    self.chains[i].slices.execution.on_bar(&bar, &mut events).map_err(StepError::from);
+                let result = result.and_then(|()| self.apply_events(i, &bar, &events, recorder));
+                self.fault_or(i, Some(ts), result, recorder)?;
+            }
+        }
+        for &i in &active {
+            let batch = &self.chains[i].batch;
+            self.ledger.mark(i, batch.bars[batch.cursor].close);
+        }
+        for &i in &active {
+            let chain = &mut self.chains[i];
+            let cursor = chain.batch.cursor;
+            if chain.batch.fault.as_ref().is_some_and(|f| f.at == cursor) {
+                let fault = chain.batch.fault.take().expect("checked");
+                self.on_fault(i, Some(ts), fault.error, recorder)?;
+                continue;
+            }
+            let signal = chain
+                .batch
+                .signals
+                .get(chain.batch.next_signal)
+                .filter(|s| s.bar_index as usize == cursor)
+                .copied();
+            if let Some(signal) = signal {
+                chain.batch.next_signal += 1;
+                if chain.active {
+                    let bar = chain.batch.bars[cursor];
+                    let result = self.on_signal(i, &signal, &bar, recorder);
+                    self.fault_or(i, Some(ts), result, recorder)?;
+                }
+            }
+        }
+        for &i in &active {
+            let chain = &mut self.chains[i];
+            chain.batch.cursor += 1;
+            chain.bars_done += 1;
+        }
+        self.stats.bars += active.len() as u64;
+        self.stats.timestamps += 1;
+        self.stats.first_ts.get_or_insert(ts);
+        self.stats.last_ts = Some(ts);
+        self.active = active;
+        recorder.equity(ts, self.ledger.cash(), self.ledger.equity())?;
+        Ok(())
+    }
+}
+
+fn describe_range(settings: &BacktestSettings) -> String {
+    match (settings.start, settings.end) {
+        (None, None) => String::new(),
+        (s, e) => format!(
+            " ({} to {})",
+            s.map(crate::time::date).unwrap_or_else(|| "the start".into()),
+            e.map(crate::time::date).unwrap_or_else(|| "the end".into())
+        ),
+    }
+}

@@ -1,0 +1,353 @@
+//! Filling a chain's batch: bars from the data slice, through analysis,
+//! regime and strategy, every output checked; and locating a failure to its
+//! bar by replaying the symbol on fresh instances.
+
+use super::{Backtest, RunError, SliceFactory};
+use crate::model::{Bar, OrderType, Regime, Signal, SliceKind, Timestamp};
+use crate::slice::{
+    AnalysisSlice, DataSlice, Failure, RegimeSlice, SliceError, SliceHealth, SliceResult, StrategySlice,
+    SymbolSlices,
+};
+use crate::time::iso;
+
+use super::BacktestSettings;
+
+/// A failure found while filling a batch, which fires when the loop reaches it.
+pub(super) struct PendingFault {
+    /// Index of the bar it fires on; `bars.len()` when it follows the last bar
+    /// (the data slice failed, so there is no bar to point at).
+    pub(super) at: usize,
+    /// The time of the offending bar when there is one but it is not in the
+    /// batch (a data slice returned an unusable bar).
+    pub(super) ts: Option<Timestamp>,
+    pub(super) error: SliceError,
+}
+
+/// The bars a chain has pulled ahead of the loop, and what its analysis,
+/// regime and strategy slices made of them.
+#[derive(Default)]
+pub(super) struct Batch {
+    pub(super) bars: Vec<Bar>,
+    pub(super) features: Vec<f64>,
+    pub(super) regimes: Vec<Regime>,
+    pub(super) signals: Vec<Signal>,
+    pub(super) cursor: usize,
+    pub(super) next_signal: usize,
+    pub(super) fault: Option<PendingFault>,
+}
+
+impl Batch {
+    pub(super) fn clear(&mut self) {
+        self.bars.clear();
+        self.features.clear();
+        self.regimes.clear();
+        self.signals.clear();
+        self.cursor = 0;
+        self.next_signal = 0;
+        self.fault = None;
+    }
+
+    pub(super) fn exhausted(&self) -> bool {
+        self.cursor == self.bars.len()
+    }
+}
+
+/// The pipeline slices a batch goes through, borrowed from a chain or from a replay.
+pub(super) struct Pipeline<'a> {
+    pub(super) analysis: &'a mut dyn AnalysisSlice,
+    pub(super) regime: &'a mut dyn RegimeSlice,
+    pub(super) strategy: &'a mut dyn StrategySlice,
+}
+
+impl Pipeline<'_> {
+    /// Runs `bars` through analysis, regime and strategy, appending to `out`
+    /// and checking each slice's output before the next slice sees it.
+    pub(super) fn run(&mut self, bars: &[Bar], width: usize, out: &mut Batch) -> SliceResult<()> {
+        let n = bars.len();
+        let (features_before, signals_before, offset) =
+            (out.features.len(), out.signals.len(), out.bars.len());
+        let mut features = Vec::with_capacity(n * width);
+        self.analysis.update(bars, &mut features)?;
+        if features.len() != n * width {
+            return Err(SliceError::invalid(
+                self.analysis.label(),
+                format!("update returned {} values for {n} bars x {width} features", features.len()),
+            ));
+        }
+        let mut regimes = Vec::with_capacity(n);
+        self.regime.classify(bars, &features, &mut regimes)?;
+        if regimes.len() != n {
+            return Err(SliceError::invalid(
+                self.regime.label(),
+                format!("classify returned {} regimes for {n} bars", regimes.len()),
+            ));
+        }
+        let mut signals = Vec::new();
+        self.strategy.decide(bars, &features, &regimes, &mut signals)?;
+        let mut previous: Option<u32> = None;
+        for signal in &signals {
+            check_signal(signal, previous, n).map_err(|m| SliceError::invalid(self.strategy.label(), m))?;
+            previous = Some(signal.bar_index);
+        }
+        debug_assert_eq!((out.features.len(), out.signals.len()), (features_before, signals_before));
+        out.bars.extend_from_slice(bars);
+        out.features.extend_from_slice(&features);
+        out.regimes.extend_from_slice(&regimes);
+        out.signals
+            .extend(signals.into_iter().map(|s| Signal { bar_index: s.bar_index + offset as u32, ..s }));
+        Ok(())
+    }
+}
+
+/// The data slice's output must be usable as market data: strictly
+/// increasing times inside the range, positive finite prices, a consistent bar.
+pub(super) fn check_bar(
+    bar: &Bar,
+    previous: Option<Timestamp>,
+    settings: &BacktestSettings,
+) -> Result<(), String> {
+    if let Some(prev) = previous.filter(|&p| bar.ts <= p) {
+        return Err(format!(
+            "timestamp {} is not after the previous bar's {} (bars must be in strictly increasing time order)",
+            iso(bar.ts),
+            iso(prev)
+        ));
+    }
+    if settings.start.is_some_and(|s| bar.ts < s) || settings.end.is_some_and(|e| bar.ts > e) {
+        return Err(format!("timestamp {} is outside the requested range", iso(bar.ts)));
+    }
+    for (field, v) in [("open", bar.open), ("high", bar.high), ("low", bar.low), ("close", bar.close)] {
+        if !v.is_finite() || v <= 0.0 {
+            return Err(format!("`{field}` is {v}, not a positive finite price"));
+        }
+    }
+    if !bar.volume.is_finite() || bar.volume < 0.0 {
+        return Err(format!("`volume` is {}, not a finite non-negative number", bar.volume));
+    }
+    if bar.high < bar.low || bar.high < bar.open.max(bar.close) || bar.low > bar.open.min(bar.close) {
+        return Err(format!(
+            "prices are inconsistent: open {} high {} low {} close {} (need low <= open, close <= high)",
+            bar.open, bar.high, bar.low, bar.close
+        ));
+    }
+    Ok(())
+}
+
+fn check_signal(signal: &Signal, previous: Option<u32>, bars: usize) -> Result<(), String> {
+    let i = signal.bar_index;
+    if i as usize >= bars {
+        return Err(format!("signal for bar {i}, but the batch has {bars} bars"));
+    }
+    if let Some(p) = previous.filter(|&p| i <= p) {
+        return Err(format!("signals must be in bar order, at most one per bar; bar {i} came after bar {p}"));
+    }
+    let price_ok = |p: Option<f64>| p.is_some_and(|v| v.is_finite() && v > 0.0);
+    let (needs_limit, needs_stop) = match signal.order_type {
+        OrderType::Market => (false, false),
+        OrderType::Limit => (true, false),
+        OrderType::Stop => (false, true),
+        OrderType::StopLimit => (true, true),
+    };
+    if needs_limit && !price_ok(signal.limit_price) {
+        return Err(format!(
+            "{} signal on bar {i} needs a positive finite limit price, got {:?}",
+            signal.order_type.as_str(),
+            signal.limit_price
+        ));
+    }
+    if needs_stop && !price_ok(signal.stop_price) {
+        return Err(format!(
+            "{} signal on bar {i} needs a positive finite stop price, got {:?}",
+            signal.order_type.as_str(),
+            signal.stop_price
+        ));
+    }
+    Ok(())
+}
+
+impl Backtest<'_> {
+    /// Pulls the next batch through data -> analysis -> regime -> strategy.
+    /// A failure is located to its bar and left pending in the batch.
+    pub(super) fn refill(&mut self, i: usize) -> Result<(), RunError> {
+        let settings = &self.settings;
+        let chain = &mut self.chains[i];
+        chain.batch.clear();
+        let mut bars = Vec::with_capacity(settings.batch_size as usize);
+        let data_label = chain.slices.data.label().clone();
+        let read = chain.slices.data.next_batch(settings.batch_size, &mut bars).and_then(|()| {
+            let mut previous = chain.last_ts;
+            for (k, bar) in bars.iter().enumerate() {
+                check_bar(bar, previous, settings)
+                    .map_err(|m| SliceError::invalid(&data_label, format!("bar {k} of its batch: {m}")))?;
+                previous = Some(bar.ts);
+            }
+            Ok(())
+        });
+        let result = read.and_then(|()| {
+            if bars.is_empty() {
+                return Ok(());
+            }
+            self.clock.set(bars[bars.len() - 1].ts);
+            let s = &mut chain.slices;
+            let mut pipeline =
+                Pipeline { analysis: &mut *s.analysis, regime: &mut *s.regime, strategy: &mut *s.strategy };
+            pipeline.run(&bars, chain.features.len(), &mut chain.batch)
+        });
+        match result {
+            Ok(()) if bars.is_empty() => chain.ended = true,
+            Ok(()) => {
+                chain.first_ts.get_or_insert(bars[0].ts);
+                chain.last_ts = Some(bars[bars.len() - 1].ts);
+            }
+            Err(error) => {
+                let failed_len = bars.len().max(settings.batch_size as usize);
+                self.locate_fault(i, error, failed_len)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Replays chain `i` from its first bar on fresh instances (whole batches
+    /// up to the failed one, then bar by bar) and leaves the bars before the
+    /// failure in its batch with the failure pending on the bar it recurs on.
+    /// The chain continues on the fresh instances.
+    fn locate_fault(&mut self, i: usize, error: SliceError, failed_len: usize) -> Result<(), RunError> {
+        let replay = self.factory.map(|factory| self.replay(i, factory, failed_len));
+        let chain = &mut self.chains[i];
+        chain.batch.clear();
+        match replay {
+            Some(Ok((slices, batch))) => {
+                for (kind, old) in replaced_health(&mut chain.slices, slices) {
+                    chain.retire(kind, old);
+                }
+                if let Some(first) = batch.bars.first() {
+                    chain.first_ts.get_or_insert(first.ts);
+                }
+                if let Some(last) = batch.bars.last() {
+                    chain.last_ts = Some(last.ts);
+                }
+                let mut batch = batch;
+                if batch.fault.is_none() {
+                    // The failure did not recur bar by bar: report it where the batch began.
+                    let note = "(it did not recur when the batch was replayed bar by bar)";
+                    let error = annotate(error, note);
+                    batch.fault = Some(PendingFault { at: 0, ts: None, error });
+                }
+                chain.batch = batch;
+            }
+            Some(Err(replay_error)) => {
+                let note = format!("(replaying the batch to find the bar failed too: {replay_error})");
+                chain.batch.fault = Some(PendingFault { at: 0, ts: None, error: annotate(error, &note) });
+            }
+            None => chain.batch.fault = Some(PendingFault { at: 0, ts: None, error }),
+        }
+        Ok(())
+    }
+
+    /// Fresh data, analysis, regime and strategy instances replayed up to the
+    /// failed batch, and that batch processed bar by bar until it fails.
+    fn replay(
+        &self,
+        i: usize,
+        factory: &dyn SliceFactory,
+        failed_len: usize,
+    ) -> Result<(FreshPipeline, Batch), SliceError> {
+        let chain = &self.chains[i];
+        let symbol = &chain.symbol;
+        let mut fresh = FreshPipeline {
+            data: factory.data(symbol, self.settings.start, self.settings.end)?,
+            analysis: factory.analysis(symbol)?,
+            regime: factory.regime(symbol, &chain.features)?,
+            strategy: factory.strategy(symbol, &chain.features)?,
+        };
+        let width = chain.features.len();
+        let diverged = |what: String| SliceError::invalid(fresh_label(&chain.slices), what);
+        // Whole batches, exactly as the run read them, up to the failed one.
+        let mut previous: Option<Timestamp> = None;
+        if let Some(done) = chain.last_ts {
+            while previous.is_none_or(|p| p < done) {
+                let mut bars = Vec::new();
+                fresh.data.next_batch(self.settings.batch_size, &mut bars)?;
+                if bars.is_empty() || bars[bars.len() - 1].ts > done {
+                    return Err(diverged("the data slice gave different bars on replay".into()));
+                }
+                self.clock.set(bars[bars.len() - 1].ts);
+                let mut sink = Batch::default();
+                fresh.pipeline().run(&bars, width, &mut sink)?;
+                previous = Some(bars[bars.len() - 1].ts);
+            }
+        }
+        // Then bar by bar.
+        let mut batch = Batch::default();
+        for _ in 0..failed_len {
+            let mut bars = Vec::with_capacity(1);
+            if let Err(error) = fresh.data.next_batch(1, &mut bars) {
+                batch.fault = Some(PendingFault { at: batch.bars.len(), ts: None, error });
+                break;
+            }
+            let Some(bar) = bars.first().copied() else { break };
+            if let Err(m) = check_bar(&bar, previous, &self.settings) {
+                let error = SliceError::invalid(fresh.data.label(), m);
+                batch.fault = Some(PendingFault { at: batch.bars.len(), ts: Some(bar.ts), error });
+                break;
+            }
+            previous = Some(bar.ts);
+            self.clock.set(bar.ts);
+            if let Err(error) = fresh.pipeline().run(&bars, width, &mut batch) {
+                // The bar itself is sound market data: it is still filled and
+                // marked; only its decisions are lost.
+                let at = batch.bars.len();
+                batch.bars.push(bar);
+                batch.features.extend(std::iter::repeat_n(f64::NAN, width));
+                batch.regimes.push(Regime::Unknown);
+                batch.fault = Some(PendingFault { at, ts: None, error });
+                break;
+            }
+        }
+        Ok((fresh, batch))
+    }
+}
+
+/// Fresh pipeline instances from a replay.
+struct FreshPipeline {
+    data: Box<dyn DataSlice>,
+    analysis: Box<dyn AnalysisSlice>,
+    regime: Box<dyn RegimeSlice>,
+    strategy: Box<dyn StrategySlice>,
+}
+
+impl FreshPipeline {
+    fn pipeline(&mut self) -> Pipeline<'_> {
+        Pipeline { analysis: &mut *self.analysis, regime: &mut *self.regime, strategy: &mut *self.strategy }
+    }
+}
+
+/// Installs the replay's instances in the chain, returning the old ones' health.
+fn replaced_health(slices: &mut SymbolSlices, fresh: FreshPipeline) -> Vec<(SliceKind, SliceHealth)> {
+    let old_data = std::mem::replace(&mut slices.data, fresh.data);
+    let old_analysis = std::mem::replace(&mut slices.analysis, fresh.analysis);
+    let old_regime = std::mem::replace(&mut slices.regime, fresh.regime);
+    let old_strategy = std::mem::replace(&mut slices.strategy, fresh.strategy);
+    vec![
+        (SliceKind::Data, old_data.health()),
+        (SliceKind::Analysis, old_analysis.health()),
+        (SliceKind::Regime, old_regime.health()),
+        (SliceKind::Strategy, old_strategy.health()),
+    ]
+}
+
+fn fresh_label(slices: &SymbolSlices) -> &crate::slice::SliceLabel {
+    slices.data.label()
+}
+
+fn annotate(mut error: SliceError, note: &str) -> SliceError {
+    error.failure = match error.failure {
+        Failure::Returned(m) => Failure::Returned(format!("{m} {note}")),
+        Failure::Invalid(m) => Failure::Invalid(format!("{m} {note}")),
+        Failure::Trapped { reason, backtrace } => {
+            Failure::Trapped { reason: format!("{reason} {note}"), backtrace }
+        }
+        other => other,
+    };
+    error
+}
