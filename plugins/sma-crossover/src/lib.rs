@@ -10,9 +10,15 @@
 //! - `exit-only`: exit on a cross below, never enter;
 //! - `flat`: exit at once and stay out;
 //! - `hold`: do nothing, keep whatever position there is.
+//!
+//! Orders are market orders by default. `entry-order = "limit"` buys at
+//! close x (1 - `entry-offset`), `"stop"` at close x (1 + `entry-offset`);
+//! `exit-order` likewise sells at close x (1 + `exit-offset`) for a limit or
+//! close x (1 - `exit-offset`) for a stop. `time-in-force` applies to both.
 
 use plugin_sdk::{
-    Action, Bar, Config, Error, FeatureNames, FeatureRows, Manifest, Param, Regime, Result, Signal, Strategy,
+    Action, Bar, Config, Error, FeatureNames, FeatureRows, Manifest, OrderType, Param, Regime, Result,
+    Signal, Strategy, TimeInForce,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +42,50 @@ pub struct SmaCrossover {
     slow: usize,
     rules: [Rule; 5],
     previous: Option<(f64, f64)>,
+    entry: OrderStyle,
+    exit: OrderStyle,
+    time_in_force: TimeInForce,
+}
+
+/// How a signal becomes an order: its type and how far from the close its price is.
+#[derive(Debug, Clone, Copy)]
+struct OrderStyle {
+    order_type: OrderType,
+    offset: f64,
+}
+
+impl OrderStyle {
+    fn from(config: &Config, order_key: &str, offset_key: &str) -> Result<Self> {
+        let order_type = match config.text(order_key)? {
+            "market" => OrderType::Market,
+            "limit" => OrderType::Limit,
+            "stop" => OrderType::Stop,
+            other => {
+                return Err(Error::new(format!(
+                    "`{order_key}` must be market, limit or stop, got {other:?}"
+                )));
+            }
+        };
+        let offset = config.float(offset_key)?;
+        if !(0.0..1.0).contains(&offset) {
+            return Err(Error::new(format!("`{offset_key}` must be in [0, 1), got {offset}")));
+        }
+        Ok(OrderStyle { order_type, offset })
+    }
+
+    /// The signal for `action` on bar `i` closing at `close`. Buying below the
+    /// close is a limit, above it a stop; selling the other way round.
+    fn signal(&self, i: usize, action: Action, close: f64, time_in_force: TimeInForce) -> Signal {
+        let buying = action == Action::EnterLong;
+        let below = close * (1.0 - self.offset);
+        let above = close * (1.0 + self.offset);
+        let signal = match self.order_type {
+            OrderType::Limit => Signal::limit(i, action, if buying { below } else { above }),
+            OrderType::Stop => Signal::stop(i, action, if buying { above } else { below }),
+            _ => Signal::market(i, action),
+        };
+        signal.with_time_in_force(time_in_force)
+    }
 }
 
 fn regime_index(regime: Regime) -> usize {
@@ -54,7 +104,19 @@ impl Strategy for SmaCrossover {
                 "rule in this regime: crossover, exit-only, flat or hold",
             ));
         }
-        m
+        m.param(Param::text("entry-order", "market", "entry order type: market, limit or stop"))
+            .param(Param::float(
+                "entry-offset",
+                0.0,
+                "limit/stop entry price distance from the close, as a fraction",
+            ))
+            .param(Param::text("exit-order", "market", "exit order type: market, limit or stop"))
+            .param(Param::float(
+                "exit-offset",
+                0.0,
+                "limit/stop exit price distance from the close, as a fraction",
+            ))
+            .param(Param::text("time-in-force", "gtc", "gtc, day or ioc"))
     }
 
     fn new(config: &Config, features: &FeatureNames) -> Result<Self> {
@@ -72,11 +134,22 @@ impl Strategy for SmaCrossover {
                 }
             };
         }
+        let time_in_force = match config.text("time-in-force")? {
+            "gtc" => TimeInForce::Gtc,
+            "day" => TimeInForce::Day,
+            "ioc" => TimeInForce::Ioc,
+            other => {
+                return Err(Error::new(format!("`time-in-force` must be gtc, day or ioc, got {other:?}")));
+            }
+        };
         Ok(SmaCrossover {
             fast: features.index(config.text("fast-feature")?)?,
             slow: features.index(config.text("slow-feature")?)?,
             rules,
             previous: None,
+            entry: OrderStyle::from(config, "entry-order", "entry-offset")?,
+            exit: OrderStyle::from(config, "exit-order", "exit-offset")?,
+            time_in_force,
         })
     }
 
@@ -91,8 +164,9 @@ impl Strategy for SmaCrossover {
             let (fast, slow) = (features.get(i, self.fast), features.get(i, self.slow));
             let previous = self.previous.replace((fast, slow));
             let rule = self.rules[regime_index(*regime)];
+            let (close, tif) = (bars[i].close, self.time_in_force);
             if rule == Rule::Flat {
-                signals.push(Signal::market(i, Action::ExitLong));
+                signals.push(self.exit.signal(i, Action::ExitLong, close, tif));
                 continue;
             }
             let Some((prev_fast, prev_slow)) = previous else { continue };
@@ -102,9 +176,11 @@ impl Strategy for SmaCrossover {
             let crossed_up = fast > slow && prev_fast <= prev_slow;
             let crossed_down = fast < slow && prev_fast >= prev_slow;
             match rule {
-                Rule::Crossover if crossed_up => signals.push(Signal::market(i, Action::EnterLong)),
+                Rule::Crossover if crossed_up => {
+                    signals.push(self.entry.signal(i, Action::EnterLong, close, tif))
+                }
                 Rule::Crossover | Rule::ExitOnly if crossed_down => {
-                    signals.push(Signal::market(i, Action::ExitLong))
+                    signals.push(self.exit.signal(i, Action::ExitLong, close, tif))
                 }
                 _ => {}
             }
@@ -161,6 +237,21 @@ mod tests {
         let mut flat = strategy(defaults().with("volatile", "flat"));
         let signals = decide_in(&mut flat, &bars, &features, 2, &regimes).unwrap();
         assert!(signals.iter().all(|s| s.action == Action::ExitLong) && signals.len() == 2);
+    }
+
+    #[test]
+    fn order_styles_price_from_the_close() {
+        let features = [1.0, 2.0, 3.0, 2.0];
+        let bars = bars_from_closes(&[100.0, 100.0]);
+        let config =
+            defaults().with("entry-order", "limit").with("entry-offset", 0.01).with("time-in-force", "day");
+        let signals = decide(&mut strategy(config), &bars, &features, 2).unwrap();
+        assert_eq!(signals[0].order_type, OrderType::Limit);
+        assert_eq!(signals[0].limit_price, Some(99.0));
+        assert_eq!(signals[0].time_in_force, TimeInForce::Day);
+        let config = defaults().with("entry-order", "stop").with("entry-offset", 0.01);
+        let signals = decide(&mut strategy(config), &bars, &features, 2).unwrap();
+        assert_eq!((signals[0].order_type, signals[0].stop_price), (OrderType::Stop, Some(101.0)));
     }
 
     #[test]
