@@ -28,7 +28,25 @@ pub struct RunConfig {
     /// What happens when a slice fails.
     #[serde(default)]
     pub faults: FaultSection,
+    /// The host's risk gate; a config without this section gets its defaults.
+    #[serde(default)]
+    pub risk: crate::risk::RiskLimits,
+    /// Short selling, off by default (long only).
+    #[serde(default)]
+    pub shorting: ShortingSection,
     pub slices: Slices,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ShortingSection {
+    /// Allow `enter-short` signals.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Cost of borrowing what is sold short, per year, in basis points of the
+    /// short position's value, charged in cash as time passes.
+    #[serde(default, deserialize_with = "exact_decimal")]
+    pub borrow_bps_per_year: Decimal,
 }
 
 /// What the host does when a slice traps, errs, breaks the interface's rules
@@ -277,6 +295,11 @@ impl LoadedConfig {
                 "faults.liquidation-fee-bps must be between 0 and 10000, got {}",
                 faults.liquidation_fee_bps
             ));
+        }
+        problems.extend(self.config.risk.problems());
+        let borrow = self.config.shorting.borrow_bps_per_year;
+        if borrow < Decimal::ZERO || borrow > Decimal::from(100_000) {
+            problems.push(format!("shorting.borrow-bps-per-year must be between 0 and 100000, got {borrow}"));
         }
         if faults.max_faults_per_symbol == 0 {
             problems.push("faults.max-faults-per-symbol must be at least 1".to_owned());

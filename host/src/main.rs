@@ -8,6 +8,7 @@ mod model;
 mod orchestrator;
 mod portfolio;
 mod report;
+mod risk;
 mod runtime;
 mod session;
 mod slice;

@@ -79,6 +79,8 @@ pub struct Ledger {
     /// Sum of quantity x mark over all positions, maintained incrementally.
     positions_value: Decimal,
     fees_paid: Decimal,
+    /// Borrow cost of short positions, charged in cash.
+    borrow_paid: Decimal,
     trips: Vec<RoundTrip>,
 }
 
@@ -101,6 +103,7 @@ impl Ledger {
             positions,
             positions_value: Decimal::ZERO,
             fees_paid: Decimal::ZERO,
+            borrow_paid: Decimal::ZERO,
             trips: Vec::new(),
         }
     }
@@ -119,6 +122,31 @@ impl Ledger {
     }
     pub fn position(&self, symbol: usize) -> Decimal {
         self.positions[symbol].quantity
+    }
+    pub fn borrow_paid(&self) -> Decimal {
+        self.borrow_paid
+    }
+
+    /// Signed value of `symbol`'s position at its mark.
+    pub fn position_value(&self, symbol: usize) -> Decimal {
+        let p = &self.positions[symbol];
+        p.quantity * p.mark
+    }
+
+    /// Sum of every position's absolute value at its mark, leaving out `except`.
+    pub fn gross_exposure_except(&self, except: usize) -> Decimal {
+        self.positions
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != except)
+            .map(|(_, p)| (p.quantity * p.mark).abs())
+            .sum()
+    }
+
+    /// Takes a short position's borrow cost from cash.
+    pub fn charge_borrow(&mut self, amount: Decimal) {
+        self.cash -= amount;
+        self.borrow_paid += amount;
     }
     pub fn round_trips(&self) -> &[RoundTrip] {
         &self.trips

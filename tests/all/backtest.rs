@@ -214,7 +214,7 @@ fn the_summary_records_inputs_hashes_fill_rule_and_timing() {
     assert_eq!(s["slices"]["analysis"]["settings"], serde_json::json!({"fast": 10, "slow": 30}));
     assert_eq!(s["slices"]["data"]["grants"]["read-dirs"]["/data"], shared_data().display().to_string());
     assert!(s["execution"]["fill_model"].as_str().unwrap().contains("next bar's open"));
-    assert_eq!(s["execution"]["settings"]["fee-bps"], 10.0);
+    assert_eq!(s["execution"]["settings"]["taker-fee-bps"], 10.0);
     assert!(s["timing"]["load_ms"].as_f64().unwrap() > 0.0);
     assert!(s["timing"]["run_ms"].as_f64().unwrap() > 0.0);
     assert_eq!(s["synthetic_data"], false);

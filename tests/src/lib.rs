@@ -97,6 +97,8 @@ pub fn host(args: &[&str]) -> Ran {
 #[derive(Debug, Clone)]
 pub struct ConfigFile {
     pub run: Vec<(String, String)>,
+    /// The `[risk]` section's keys and TOML values.
+    pub risk: Vec<(String, String)>,
     pub slices: BTreeMap<&'static str, SliceConfig>,
 }
 
@@ -123,8 +125,17 @@ impl ConfigFile {
         slices.insert("regime", slice("trend-vol-regime", ""));
         slices.insert("strategy", slice("sma-crossover", ""));
         slices.insert("sizing", slice("fixed-fraction", "fraction = 0.95"));
-        slices.insert("execution", slice("sim-execution", "fee-bps = 10"));
-        ConfigFile { run: vec![("start-cash".into(), "10000".into())], slices }
+        slices.insert("execution", slice("sim-execution", "taker-fee-bps = 10"));
+        ConfigFile {
+            run: vec![("start-cash".into(), "10000".into())],
+            // As in config/default.toml: limits the reference strategy stays within.
+            risk: vec![
+                ("max-position-fraction".into(), "1".into()),
+                ("max-gross-exposure".into(), "100".into()),
+                ("max-daily-loss".into(), "\"none\"".into()),
+            ],
+            slices,
+        }
     }
 
     pub fn slice(mut self, kind: &'static str, f: impl FnOnce(&mut SliceConfig)) -> Self {
@@ -135,6 +146,10 @@ impl ConfigFile {
     pub fn to_toml(&self) -> String {
         let mut s = String::from("[run]\n");
         for (k, v) in &self.run {
+            s += &format!("{k} = {v}\n");
+        }
+        s += "\n[risk]\n";
+        for (k, v) in &self.risk {
             s += &format!("{k} = {v}\n");
         }
         for (kind, slice) in &self.slices {

@@ -17,6 +17,10 @@ use crate::runtime::INTERFACE_VERSION;
 use crate::session::{Factory, Session};
 use crate::time::{MS_PER_DAY, iso, parse_date};
 
+/// Exit code of a run the risk kill switch stopped: it finished cleanly, but
+/// not as planned, and scripts should notice.
+pub const RISK_STOP_EXIT: u8 = 3;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
     /// Historical bars, simulated fills.
@@ -103,6 +107,8 @@ pub fn execute(args: RunArgs) -> Result<ExitCode> {
             liquidation_fee_bps: run.faults.liquidation_fee_bps,
             max_faults_per_symbol: run.faults.max_faults_per_symbol,
         },
+        risk: run.risk.clone(),
+        shorting: run.shorting.clone(),
     };
     let setups = chains
         .into_iter()
@@ -124,6 +130,7 @@ pub fn execute(args: RunArgs) -> Result<ExitCode> {
     writer.finish(&summary).with_context(|| format!("cannot write the run's files in {}", dir.display()))?;
     print_summary(&summary, &dir);
     match result {
+        Ok(()) if summary.risk_stop.is_some() => Ok(ExitCode::from(RISK_STOP_EXIT)),
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => Err(anyhow::Error::new(e).context(format!(
             "the run stopped early; its records up to the failure are in {}",
@@ -257,10 +264,11 @@ fn summarize(
         .collect();
     let faults = backtest.faults().to_vec();
     Summary {
-        status: match (result, faults.is_empty()) {
-            (Err(_), _) => "failed",
-            (Ok(()), true) => "completed",
-            (Ok(()), false) => "completed-with-faults",
+        status: match (result, backtest.stopped(), faults.is_empty()) {
+            (Err(_), ..) => "failed",
+            (Ok(()), Some(_), _) => "stopped-by-risk",
+            (Ok(()), None, true) => "completed",
+            (Ok(()), None, false) => "completed-with-faults",
         },
         error: result.as_ref().err().map(|e| e.to_string()),
         mode: "backtest",
@@ -278,6 +286,8 @@ fn summarize(
         total_return_pct: total_return.round_dp(4).normalize().to_string(),
         trade_count: ledger.round_trips().len(),
         fees_paid: ledger.fees_paid().normalize().to_string(),
+        borrow_paid: ledger.borrow_paid().normalize().to_string(),
+        risk_stop: backtest.stopped().map(str::to_owned),
         open_positions: ledger
             .open_positions()
             .map(|(symbol, quantity, mark)| report::OpenPosition {
@@ -327,6 +337,9 @@ fn print_summary(s: &Summary, dir: &Path) {
         s.timing.run_ms,
         group(s.timing.bars_per_second.round() as i128)
     );
+    if let Some(reason) = &s.risk_stop {
+        println!("  RISK STOP     {reason}");
+    }
     if !s.faults.is_empty() {
         println!("  faults        {} (policy {:?}; see summary.json)", s.faults.len(), s.fault_policy.policy);
         for f in s.faults.iter().take(5) {

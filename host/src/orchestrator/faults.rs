@@ -95,6 +95,8 @@ impl Backtest<'_> {
             chain.batch.bars.truncate(chain.batch.cursor + 1);
         } else {
             chain.liquidate = Some(reason);
+            let at = chain.last_ts.unwrap_or_default();
+            self.update_lifecycle(i, at, false, recorder)?;
         }
         Ok(())
     }
@@ -132,6 +134,8 @@ impl Backtest<'_> {
                 if !self.ledger.position(j).is_zero() {
                     self.cancel_all(j, &reason, recorder)?;
                     self.chains[j].liquidate = Some(reason.clone());
+                    let at = self.chains[j].last_ts.unwrap_or_default();
+                    self.update_lifecycle(j, at, false, recorder)?;
                 }
             }
         }
@@ -247,6 +251,8 @@ impl Backtest<'_> {
         self.next_order_id += 1;
         self.stats.orders += 1;
         self.stats.fills += 1;
+        let fill = crate::model::Fill { order_id: order.id, ts, price, quantity, fee };
+        recorder.fill(&order.symbol, side, &fill)?;
         if let Some(trip) = self.ledger.apply_fill(i, side, quantity, price, fee, ts) {
             recorder.round_trip(&trip)?;
         }
@@ -257,6 +263,7 @@ impl Backtest<'_> {
             Some(ts),
             format!("host liquidation: {reason}"),
         ))?;
+        self.update_lifecycle(i, ts, false, recorder)?;
         Ok(())
     }
 

@@ -22,6 +22,7 @@
 mod faults;
 mod orders;
 mod pipeline;
+mod positions;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -31,11 +32,12 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::clock::SimClock;
-use crate::config::FaultPolicy;
+use crate::config::{FaultPolicy, ShortingSection};
 use crate::model::{
-    Bar, Order, OrderId, OrderType, Side, SliceKind, SourceInfo, Symbol, TimeInForce, Timestamp,
+    Bar, Fill, Order, OrderId, OrderType, Side, SliceKind, SourceInfo, Symbol, TimeInForce, Timestamp,
 };
 use crate::portfolio::{Ledger, RoundTrip};
+use crate::risk::{RiskGate, RiskLimits};
 use crate::slice::{
     AnalysisSlice, DataSlice, ExecutionSlice, RegimeSlice, SizingSlice, SliceError, SliceHealth, SliceResult,
     StrategySlice, SymbolSlices,
@@ -49,6 +51,58 @@ pub trait Recorder {
     fn equity(&mut self, ts: Timestamp, cash: Decimal, equity: Decimal) -> io::Result<()>;
     fn order(&mut self, order: &OrderRecord) -> io::Result<()>;
     fn round_trip(&mut self, trip: &RoundTrip) -> io::Result<()>;
+    fn lifecycle(&mut self, event: &LifecycleEvent) -> io::Result<()>;
+    /// A fill the host applied to the ledger (from the execution slice, or its own closing trade).
+    fn fill(&mut self, symbol: &Symbol, side: Side, fill: &Fill) -> io::Result<()>;
+}
+
+/// Where a position is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PositionState {
+    /// The first fill made it.
+    Opened,
+    /// Held, with no order working on it.
+    Monitoring,
+    /// An order is working that changes it without closing it.
+    Adjusting,
+    /// An order is working that closes it.
+    Closing,
+    /// Back to flat.
+    Closed,
+}
+
+impl PositionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PositionState::Opened => "opened",
+            PositionState::Monitoring => "monitoring",
+            PositionState::Adjusting => "adjusting",
+            PositionState::Closing => "closing",
+            PositionState::Closed => "closed",
+        }
+    }
+}
+
+/// A position moved from one state to another (a row of `positions.csv`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LifecycleEvent {
+    /// Positions are numbered from 1 in the order they open.
+    pub position_id: u64,
+    pub symbol: Symbol,
+    pub ts: Timestamp,
+    pub state: PositionState,
+    /// Signed quantity held at the transition.
+    pub quantity: Decimal,
+}
+
+/// A position's life so far.
+#[derive(Debug, Clone, Copy)]
+struct PositionLife {
+    id: u64,
+    state: PositionState,
+    opened_at: Timestamp,
+    adjustments: u32,
 }
 
 /// Builds fresh slice instances for a symbol, so the loop can replay a failed
@@ -95,6 +149,8 @@ pub enum OrderStatus {
     Filled,
     Cancelled,
     Rejected,
+    /// The host's risk gate refused it; the execution slice never saw it.
+    Refused,
     /// Still working when the run ended.
     Working,
 }
@@ -105,6 +161,7 @@ impl OrderStatus {
             OrderStatus::Filled => "filled",
             OrderStatus::Cancelled => "cancelled",
             OrderStatus::Rejected => "rejected",
+            OrderStatus::Refused => "refused",
             OrderStatus::Working => "working",
         }
     }
@@ -147,6 +204,8 @@ pub struct BacktestSettings {
     pub end: Option<Timestamp>,
     pub batch_size: u32,
     pub faults: FaultSettings,
+    pub risk: RiskLimits,
+    pub shorting: ShortingSection,
 }
 
 /// Why a run stopped early.
@@ -248,19 +307,15 @@ struct Chain {
     faults: u32,
     /// Health of replaced instances, per slice kind.
     retired: BTreeMap<SliceKind, (SliceHealth, u32)>,
+    /// The open position's life, if there is one.
+    life: Option<PositionLife>,
+    /// Borrow cost of a short position is charged up to this time.
+    borrow_paid_to: Option<Timestamp>,
 }
 
 impl Chain {
     fn peek(&self) -> Option<&Bar> {
         self.batch.bars.get(self.batch.cursor)
-    }
-
-    /// Net position after every working order fills: what a new signal is judged against.
-    fn intended_position(&self, position: Decimal) -> Decimal {
-        self.working.iter().fold(position, |q, w| {
-            let rest = w.order.quantity - w.filled;
-            if w.order.side == Side::Buy { q + rest } else { q - rest }
-        })
     }
 
     fn retire(&mut self, kind: SliceKind, health: SliceHealth) {
@@ -284,6 +339,10 @@ pub struct Backtest<'f> {
     faults: Vec<FaultRecord>,
     /// Safe mode lasts until this many timestamps have been processed.
     safe_until: Option<u64>,
+    gate: RiskGate,
+    /// Set when the risk kill switch stopped trading, with its reason.
+    stopped: Option<String>,
+    next_position_id: u64,
     active: Vec<usize>,
 }
 
@@ -325,8 +384,11 @@ impl<'f> Backtest<'f> {
                 liquidate: None,
                 faults: 0,
                 retired: BTreeMap::new(),
+                life: None,
+                borrow_paid_to: None,
             })
             .collect();
+        let gate = RiskGate::new(settings.risk.clone(), settings.start_cash);
         Backtest {
             chains,
             ledger: Ledger::new(settings.start_cash, &symbols),
@@ -338,6 +400,9 @@ impl<'f> Backtest<'f> {
             refusals: BTreeMap::new(),
             faults: Vec::new(),
             safe_until: None,
+            gate,
+            stopped: None,
+            next_position_id: 1,
             active: Vec::new(),
         }
     }
@@ -356,6 +421,11 @@ impl<'f> Backtest<'f> {
 
     pub fn faults(&self) -> &[FaultRecord] {
         &self.faults
+    }
+
+    /// Why the risk kill switch stopped trading, if it did.
+    pub fn stopped(&self) -> Option<&str> {
+        self.stopped.as_deref()
     }
 
     pub fn symbol_reports(&self) -> Vec<SymbolReport> {
@@ -461,6 +531,7 @@ impl<'f> Backtest<'f> {
 
     fn step(&mut self, ts: Timestamp, recorder: &mut dyn Recorder) -> Result<(), RunError> {
         self.clock.set(ts);
+        self.gate.begin(ts, self.ledger.equity());
         let mut active = std::mem::take(&mut self.active);
         active.clear();
         active.extend(self.chains.iter().filter(|c| c.peek().is_some_and(|b| b.ts == ts)).map(|c| c.index));
@@ -479,6 +550,11 @@ impl<'f> Backtest<'f> {
         for &i in &active {
             let batch = &self.chains[i].batch;
             self.ledger.mark(i, batch.bars[batch.cursor].close);
+            self.charge_borrow(i, ts);
+            self.update_lifecycle(i, ts, true, recorder)?;
+        }
+        if let Some(reason) = self.gate.after_marks(self.ledger.equity()) {
+            self.stop_trading(reason, recorder)?;
         }
         for &i in &active {
             let chain = &mut self.chains[i];

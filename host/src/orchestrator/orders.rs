@@ -13,8 +13,10 @@ use super::{Backtest, OrderRecord, OrderStatus, Recorder, RunError, WorkingOrder
 /// above is taken as a broken sizer, not a decision.
 const ABSURD_LEVERAGE: i64 = 100;
 use crate::model::{
-    Action, Bar, Fill, Order, OrderEvent, OrderId, Side, Signal, SizingRequest, Timestamp, price_to_decimal,
+    Action, Bar, Fill, Order, OrderEvent, OrderId, OrderType, Side, Signal, SizingRequest, Timestamp,
+    price_to_decimal,
 };
+use crate::risk::{Proposal, Refusal};
 use crate::slice::SliceError;
 use crate::time::iso;
 
@@ -36,42 +38,48 @@ impl Backtest<'_> {
         recorder: &mut dyn Recorder,
     ) -> Result<(), StepError> {
         self.stats.signals += 1;
-        let position = self.ledger.position(i);
-        let intended = self.chains[i].intended_position(position);
         let zero = Decimal::ZERO;
-        let redundant = match signal.action {
-            Action::EnterLong => intended > zero,
-            Action::ExitLong => intended <= zero,
-            Action::EnterShort => intended < zero,
-            Action::ExitShort => intended >= zero,
+        let entering = matches!(signal.action, Action::EnterLong | Action::EnterShort);
+        // The side of the order this signal would place, and the direction of
+        // the position it is about (+1 long, -1 short).
+        let (side, direction) = match signal.action {
+            Action::EnterLong => (Side::Buy, Decimal::ONE),
+            Action::ExitLong => (Side::Sell, Decimal::ONE),
+            Action::EnterShort => (Side::Sell, Decimal::NEGATIVE_ONE),
+            Action::ExitShort => (Side::Buy, Decimal::NEGATIVE_ONE),
         };
+        // Working orders the other way are what the strategy no longer wants
+        // (a pending exit when it says enter, a pending entry when it says exit).
+        let opposite = if side == Side::Buy { Side::Sell } else { Side::Buy };
+        self.cancel_side(i, opposite, bar, recorder)?;
+
+        let held = self.ledger.position(i) * direction;
+        let redundant = if entering { held > zero } else { held <= zero };
         if redundant {
             self.stats.redundant_signals += 1;
             return Ok(());
         }
-        let entering = matches!(signal.action, Action::EnterLong | Action::EnterShort);
+        if entering && held < zero {
+            let other = if direction > zero { "short" } else { "long" };
+            self.refuse(&format!("{} while {other}: exit the {other} first", signal.action.as_str()));
+            return Ok(());
+        }
+        // An order for this is already working: the same one stays, a
+        // different one replaces it (cancel and replace).
+        if !self.chains[i].working.is_empty() {
+            if self.chains[i].working.iter().any(|w| same_order(&w.order, signal)) {
+                self.stats.redundant_signals += 1;
+                return Ok(());
+            }
+            self.cancel_side(i, side, bar, recorder)?;
+        }
         if entering && self.in_safe_mode() {
             self.refuse("safe mode: no new positions during the cool-down after a fault");
             return Ok(());
         }
-        let side = match signal.action {
-            Action::EnterShort => {
-                self.refuse("short selling is not enabled (the run is long-only)");
-                return Ok(());
-            }
-            Action::EnterLong if intended < zero => {
-                self.refuse("enter-long while short: exit the short first");
-                return Ok(());
-            }
-            Action::EnterLong | Action::ExitShort => Side::Buy,
-            Action::ExitLong => Side::Sell,
-        };
-        if !entering {
-            // Unfilled entries are cancelled first: the strategy no longer wants the position.
-            self.cancel_working(i, bar, recorder)?;
-            if self.ledger.position(i).is_zero() {
-                return Ok(());
-            }
+        if signal.action == Action::EnterShort && !self.settings.shorting.enabled {
+            self.refuse("short selling is not enabled (the run is long-only; see [shorting])");
+            return Ok(());
         }
 
         let chain = &mut self.chains[i];
@@ -129,21 +137,64 @@ impl Backtest<'_> {
         self.next_order_id += 1;
         self.stats.orders += 1;
 
+        if entering && let Err(refusal) = self.check_risk(i, &order, price, request.equity) {
+            let key = refusal.0.split(':').next().unwrap_or("risk").to_owned();
+            self.refuse(&format!("risk: {key}"));
+            let w = WorkingOrder { order, filled: zero, notional: zero, fees: zero };
+            recorder.order(&order_record(
+                w,
+                OrderStatus::Refused,
+                Some(bar.ts),
+                format!("risk gate: {refusal}"),
+            ))?;
+            return Ok(());
+        }
+
         let mut events = Vec::new();
         let chain = &mut self.chains[i];
         chain.slices.execution.submit(&order, bar, &mut events)?;
         chain.working.push(WorkingOrder { order, filled: zero, notional: zero, fees: zero });
-        self.apply_events(i, bar, &events, recorder)
+        self.apply_events(i, bar, &events, recorder)?;
+        self.update_lifecycle(i, bar.ts, false, recorder)?;
+        Ok(())
     }
 
-    /// Cancels chain `i`'s working orders through its execution slice.
-    pub(super) fn cancel_working(
+    /// The risk gate's verdict on an order that opens or grows a position,
+    /// valued at its reference price: the close for market orders, else its
+    /// limit (or, for a plain stop, its stop) price.
+    fn check_risk(
         &mut self,
         i: usize,
+        order: &Order,
+        close: Decimal,
+        equity: Decimal,
+    ) -> Result<(), Refusal> {
+        let reference = match order.order_type {
+            OrderType::Market => close,
+            OrderType::Stop => order.stop_price.unwrap_or(close),
+            OrderType::Limit | OrderType::StopLimit => order.limit_price.unwrap_or(close),
+        };
+        let signed = if order.side == Side::Buy { order.quantity } else { -order.quantity };
+        let after = (self.ledger.position(i) + signed) * reference;
+        let proposal = Proposal {
+            notional: order.quantity * reference,
+            position_value_after: after,
+            gross_after: self.ledger.gross_exposure_except(i) + after.abs(),
+            adjustments: (!self.ledger.position(i).is_zero()).then(|| self.adjustments(i)).flatten(),
+        };
+        self.gate.check_entry(&proposal, equity)
+    }
+
+    /// Cancels chain `i`'s working orders on `side` through its execution slice.
+    fn cancel_side(
+        &mut self,
+        i: usize,
+        side: Side,
         bar: &Bar,
         recorder: &mut dyn Recorder,
     ) -> Result<(), StepError> {
-        let ids: Vec<OrderId> = self.chains[i].working.iter().map(|w| w.order.id).collect();
+        let ids: Vec<OrderId> =
+            self.chains[i].working.iter().filter(|w| w.order.side == side).map(|w| w.order.id).collect();
         for id in ids {
             let mut events = Vec::new();
             self.chains[i].slices.execution.cancel(id, &mut events)?;
@@ -232,6 +283,7 @@ impl Backtest<'_> {
                     w.fees += fill.fee;
                     let (side, done) = (w.order.side, w.filled == w.order.quantity);
                     self.stats.fills += 1;
+                    recorder.fill(&chain.symbol, side, fill)?;
                     if let Some(trip) =
                         self.ledger.apply_fill(i, side, fill.quantity, fill.price, fill.fee, fill.ts)
                     {
@@ -254,6 +306,7 @@ impl Backtest<'_> {
             let w = chain.working.remove(pos);
             recorder.order(&order_record(w, status, Some(bar.ts), reason))?;
         }
+        self.update_lifecycle(i, bar.ts, false, recorder)?;
         Ok(())
     }
 }
@@ -333,4 +386,13 @@ pub(super) fn order_record(
         closed_at,
         reason,
     }
+}
+
+/// True when `order` is what `signal` would place (type, prices, time in force).
+fn same_order(order: &Order, signal: &Signal) -> bool {
+    let price = |p: Option<f64>| p.and_then(price_to_decimal);
+    order.order_type == signal.order_type
+        && order.limit_price == price(signal.limit_price)
+        && order.stop_price == price(signal.stop_price)
+        && order.time_in_force == signal.time_in_force
 }

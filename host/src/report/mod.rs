@@ -13,13 +13,16 @@ use rust_decimal::Decimal;
 
 pub use summary::{DataSummary, ExecutionSummary, OpenPosition, SliceSummary, Summary, Timing};
 
-use crate::orchestrator::{OrderRecord, Recorder};
+use crate::model::{Fill, Side, Symbol};
+use crate::orchestrator::{LifecycleEvent, OrderRecord, Recorder};
 use crate::portfolio::RoundTrip;
 use crate::time::{Timestamp, write_iso};
 
 pub const TRADES_HEADER: &str = "symbol,entry_ts,entry_price,exit_ts,exit_price,qty,fees,pnl,side,return_pct";
 pub const EQUITY_HEADER: &str = "timestamp,cash,equity";
 pub const ORDERS_HEADER: &str = "id,symbol,created_ts,side,type,time_in_force,qty,limit_price,stop_price,status,filled_qty,avg_price,fees,closed_ts,reason";
+pub const POSITIONS_HEADER: &str = "position_id,symbol,ts,state,qty";
+pub const FILLS_HEADER: &str = "ts,order_id,symbol,side,qty,price,fee";
 
 /// Writes a run's files into its folder.
 pub struct RunWriter {
@@ -27,6 +30,8 @@ pub struct RunWriter {
     equity: BufWriter<File>,
     trades: BufWriter<File>,
     orders: BufWriter<File>,
+    positions: BufWriter<File>,
+    fills: BufWriter<File>,
     line: String,
     /// `cash` as last formatted: cash changes only on fills, so most rows reuse it.
     cash_cache: (Decimal, String),
@@ -46,6 +51,8 @@ impl RunWriter {
             equity: open("equity.csv", EQUITY_HEADER)?,
             trades: open("trades.csv", TRADES_HEADER)?,
             orders: open("orders.csv", ORDERS_HEADER)?,
+            positions: open("positions.csv", POSITIONS_HEADER)?,
+            fills: open("fills.csv", FILLS_HEADER)?,
             line: String::with_capacity(256),
             cash_cache: (Decimal::MIN, String::new()),
         })
@@ -60,6 +67,8 @@ impl RunWriter {
         self.equity.flush()?;
         self.trades.flush()?;
         self.orders.flush()?;
+        self.positions.flush()?;
+        self.fills.flush()?;
         let json = serde_json::to_string_pretty(summary).map_err(io::Error::other)?;
         std::fs::write(self.dir.join("summary.json"), json + "\n")
     }
@@ -124,6 +133,31 @@ impl Recorder for RunWriter {
         push_csv_text(line, &o.reason);
         line.push('\n');
         self.orders.write_all(line.as_bytes())
+    }
+
+    fn lifecycle(&mut self, e: &LifecycleEvent) -> io::Result<()> {
+        let line = &mut self.line;
+        line.clear();
+        write!(line, "{},{},", e.position_id, e.symbol).unwrap();
+        push_ts(line, e.ts);
+        write!(line, ",{},", e.state.as_str()).unwrap();
+        push_decimal(line, e.quantity);
+        line.push('\n');
+        self.positions.write_all(line.as_bytes())
+    }
+
+    fn fill(&mut self, symbol: &Symbol, side: Side, f: &Fill) -> io::Result<()> {
+        let line = &mut self.line;
+        line.clear();
+        push_ts(line, f.ts);
+        write!(line, ",{},{symbol},{},", f.order_id, side.as_str()).unwrap();
+        push_decimal(line, f.quantity);
+        line.push(',');
+        push_decimal(line, f.price);
+        line.push(',');
+        push_decimal(line, f.fee);
+        line.push('\n');
+        self.fills.write_all(line.as_bytes())
     }
 
     fn round_trip(&mut self, t: &RoundTrip) -> io::Result<()> {

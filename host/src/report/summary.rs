@@ -11,7 +11,8 @@ use crate::orchestrator::{FaultRecord, HealthReport, RunStats};
 #[derive(Debug, Serialize)]
 pub struct Summary {
     /// `completed`, `completed-with-faults` (a fault policy kept the run
-    /// going: see `faults`) or `failed`.
+    /// going: see `faults`), `stopped-by-risk` (the drawdown kill switch
+    /// closed everything: see `risk_stop`) or `failed`.
     pub status: &'static str,
     /// Why the run failed, naming the slice, symbol and bar.
     pub error: Option<String>,
@@ -33,6 +34,10 @@ pub struct Summary {
     /// Completed round trips (rows of `trades.csv`).
     pub trade_count: usize,
     pub fees_paid: String,
+    /// Borrow cost of short positions.
+    pub borrow_paid: String,
+    /// Why the risk gate's kill switch stopped trading, if it did.
+    pub risk_stop: Option<String>,
     pub open_positions: Vec<OpenPosition>,
     /// True when any symbol's bars were generated rather than recorded.
     pub synthetic_data: bool,

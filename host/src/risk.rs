@@ -1,0 +1,380 @@
+//! The risk gate: limits every order passes before the execution slice sees
+//! it. It lives in the host, so no plugin can bypass it.
+//!
+//! Orders that reduce a position (exits) always pass: cutting risk must never
+//! be refused. Orders that open or grow one are checked against the limits;
+//! a refused order is recorded in `orders.csv` with status `refused` and the
+//! reason. The daily-loss limit stops new entries for the rest of the UTC
+//! day; the drawdown kill switch closes everything and ends the run.
+
+use std::fmt;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::model::Timestamp;
+use crate::time::MS_PER_DAY;
+
+/// The limits, as written in a config's `[risk]` section. A config without
+/// one gets the conservative defaults.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RiskLimits {
+    /// Largest position in one symbol, as a fraction of equity, valued at the
+    /// order's reference price (the signal bar's close, or the limit price).
+    #[serde(default = "default_max_position", with = "decimal_option")]
+    pub max_position_fraction: Option<Decimal>,
+    /// Largest sum of all positions' absolute values, as a fraction of equity.
+    #[serde(default = "default_max_gross", with = "decimal_option")]
+    pub max_gross_exposure: Option<Decimal>,
+    /// A loss, as a fraction of the equity the UTC day started with, after
+    /// which no new positions are opened until the next day.
+    #[serde(default = "default_max_daily_loss", with = "decimal_option")]
+    pub max_daily_loss: Option<Decimal>,
+    /// A fall from the equity peak, as a fraction, at which the host closes
+    /// every position and stops the run.
+    #[serde(default, with = "decimal_option")]
+    pub max_drawdown: Option<Decimal>,
+    /// Largest notional of one order, in quote currency.
+    #[serde(default, with = "decimal_option")]
+    pub max_order_notional: Option<Decimal>,
+    /// Most orders opening or growing positions per UTC day, over all symbols.
+    #[serde(default)]
+    pub max_orders_per_day: Option<u32>,
+    /// Most adjustments (orders that change an open position without closing
+    /// it) per position.
+    #[serde(default = "default_max_adjustments")]
+    pub max_adjustments_per_position: u32,
+}
+
+fn default_max_position() -> Option<Decimal> {
+    Some(Decimal::new(20, 2))
+}
+fn default_max_gross() -> Option<Decimal> {
+    Some(Decimal::ONE)
+}
+fn default_max_daily_loss() -> Option<Decimal> {
+    Some(Decimal::new(2, 2))
+}
+fn default_max_adjustments() -> u32 {
+    10
+}
+
+impl Default for RiskLimits {
+    fn default() -> Self {
+        RiskLimits {
+            max_position_fraction: default_max_position(),
+            max_gross_exposure: default_max_gross(),
+            max_daily_loss: default_max_daily_loss(),
+            max_drawdown: None,
+            max_order_notional: None,
+            max_orders_per_day: None,
+            max_adjustments_per_position: default_max_adjustments(),
+        }
+    }
+}
+
+impl RiskLimits {
+    /// Every problem with the limits, by key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let fraction = |key: &str, v: Option<Decimal>, max: i64, problems: &mut Vec<String>| {
+            if let Some(v) = v.filter(|v| *v <= Decimal::ZERO || *v > Decimal::from(max)) {
+                problems.push(format!("risk.{key} must be in (0, {max}], got {v}"));
+            }
+        };
+        fraction("max-position-fraction", self.max_position_fraction, 100, &mut problems);
+        fraction("max-gross-exposure", self.max_gross_exposure, 100, &mut problems);
+        fraction("max-daily-loss", self.max_daily_loss, 1, &mut problems);
+        fraction("max-drawdown", self.max_drawdown, 1, &mut problems);
+        if let Some(v) = self.max_order_notional.filter(|v| *v <= Decimal::ZERO) {
+            problems.push(format!("risk.max-order-notional must be positive, got {v}"));
+        }
+        if self.max_orders_per_day == Some(0) {
+            problems.push("risk.max-orders-per-day must be at least 1".into());
+        }
+        problems
+    }
+}
+
+/// `none` or an exact decimal (number or string) in TOML.
+mod decimal_option {
+    use std::str::FromStr;
+
+    use rust_decimal::Decimal;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(d) => s.serialize_str(&d.normalize().to_string()),
+            None => s.serialize_str("none"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(i64),
+            Float(f64),
+            Text(String),
+        }
+        let bad = || serde::de::Error::custom("expected a number, a decimal string, or \"none\"");
+        match Raw::deserialize(d)? {
+            Raw::Int(i) => Ok(Some(Decimal::from(i))),
+            Raw::Float(f) => crate::model::price_to_decimal(f).map(Some).ok_or_else(bad),
+            Raw::Text(t) if t == "none" => Ok(None),
+            Raw::Text(t) => Decimal::from_str(t.trim()).map(Some).map_err(|_| bad()),
+        }
+    }
+}
+
+/// Why the gate refused an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal(pub String);
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An order as the gate sees it.
+#[derive(Debug, Clone)]
+pub struct Proposal {
+    /// Quantity x reference price.
+    pub notional: Decimal,
+    /// The symbol's position value, signed, if the order filled in full at
+    /// the reference price.
+    pub position_value_after: Decimal,
+    /// Sum of every position's absolute value if the order filled.
+    pub gross_after: Decimal,
+    /// Adjustments the position has had, if the order adjusts one.
+    pub adjustments: Option<u32>,
+}
+
+/// The gate's state through a run.
+#[derive(Debug, Clone)]
+pub struct RiskGate {
+    limits: RiskLimits,
+    day: Option<i64>,
+    day_start_equity: Decimal,
+    orders_today: u32,
+    peak_equity: Decimal,
+    /// Set when the drawdown kill switch fired.
+    killed: Option<String>,
+}
+
+impl RiskGate {
+    pub fn new(limits: RiskLimits, start_equity: Decimal) -> Self {
+        RiskGate {
+            limits,
+            day: None,
+            day_start_equity: start_equity,
+            orders_today: 0,
+            peak_equity: start_equity,
+            killed: None,
+        }
+    }
+
+    /// Called before each timestamp is processed, with the equity carried in
+    /// from the last one: rolls the day over.
+    pub fn begin(&mut self, ts: Timestamp, equity: Decimal) {
+        let day = ts.div_euclid(MS_PER_DAY);
+        if self.day != Some(day) {
+            self.day = Some(day);
+            self.day_start_equity = equity;
+            self.orders_today = 0;
+        }
+    }
+
+    /// Called after marking, with the equity at the close. Returns the kill
+    /// switch's reason the first time the drawdown limit is breached.
+    pub fn after_marks(&mut self, equity: Decimal) -> Option<String> {
+        self.peak_equity = self.peak_equity.max(equity);
+        let limit = self.limits.max_drawdown?;
+        if self.killed.is_some() || self.peak_equity <= Decimal::ZERO {
+            return None;
+        }
+        let drawdown = (self.peak_equity - equity) / self.peak_equity;
+        if drawdown >= limit {
+            let reason = format!(
+                "drawdown kill switch: equity {} is {}% below its peak of {} (limit {}%)",
+                equity.round_dp(2),
+                (drawdown * Decimal::ONE_HUNDRED).round_dp(2).normalize(),
+                self.peak_equity.round_dp(2),
+                (limit * Decimal::ONE_HUNDRED).normalize()
+            );
+            self.killed = Some(reason.clone());
+            return Some(reason);
+        }
+        None
+    }
+
+    /// True while the day's loss is beyond its limit: no new positions today.
+    pub fn daily_loss_breached(&self, equity: Decimal) -> bool {
+        self.limits
+            .max_daily_loss
+            .is_some_and(|limit| equity < self.day_start_equity * (Decimal::ONE - limit))
+    }
+
+    /// Checks an order that opens or grows a position. Exits are not checked.
+    pub fn check_entry(&mut self, proposal: &Proposal, equity: Decimal) -> Result<(), Refusal> {
+        let l = &self.limits;
+        let pct = |d: Decimal| (d * Decimal::ONE_HUNDRED).normalize();
+        if let Some(reason) = &self.killed {
+            return Err(Refusal(format!("trading stopped: {reason}")));
+        }
+        if self.daily_loss_breached(equity) {
+            let limit = l.max_daily_loss.expect("breached implies a limit");
+            return Err(Refusal(format!(
+                "max-daily-loss: equity {} is more than {}% below the day's start of {}; no new positions until the next day",
+                equity.round_dp(2),
+                pct(limit),
+                self.day_start_equity.round_dp(2)
+            )));
+        }
+        if let Some(max) = l.max_order_notional.filter(|max| proposal.notional > *max) {
+            return Err(Refusal(format!(
+                "max-order-notional: {} is over the limit of {}",
+                proposal.notional.round_dp(2),
+                max.normalize()
+            )));
+        }
+        if let Some(f) = l.max_position_fraction {
+            let cap = equity.max(Decimal::ZERO) * f;
+            if proposal.position_value_after.abs() > cap {
+                return Err(Refusal(format!(
+                    "max-position-fraction: the position would be {} ({}% of equity {}), over the limit of {}%",
+                    proposal.position_value_after.abs().round_dp(2),
+                    percent_of(proposal.position_value_after.abs(), equity),
+                    equity.round_dp(2),
+                    pct(f)
+                )));
+            }
+        }
+        if let Some(f) = l.max_gross_exposure {
+            let cap = equity.max(Decimal::ZERO) * f;
+            if proposal.gross_after > cap {
+                return Err(Refusal(format!(
+                    "max-gross-exposure: positions would total {} ({}% of equity {}), over the limit of {}%",
+                    proposal.gross_after.round_dp(2),
+                    percent_of(proposal.gross_after, equity),
+                    equity.round_dp(2),
+                    pct(f)
+                )));
+            }
+        }
+        if let Some(adjustments) = proposal.adjustments.filter(|a| *a >= l.max_adjustments_per_position) {
+            return Err(Refusal(format!(
+                "max-adjustments-per-position: the position has been adjusted {adjustments} times already"
+            )));
+        }
+        if let Some(max) = l.max_orders_per_day.filter(|max| self.orders_today >= *max) {
+            return Err(Refusal(format!("max-orders-per-day: {max} orders already placed today")));
+        }
+        self.orders_today += 1;
+        Ok(())
+    }
+}
+
+fn percent_of(part: Decimal, whole: Decimal) -> Decimal {
+    if whole <= Decimal::ZERO { Decimal::ZERO } else { (part / whole * Decimal::ONE_HUNDRED).round_dp(2) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    fn proposal(notional: &str, after: &str, gross: &str) -> Proposal {
+        Proposal {
+            notional: d(notional),
+            position_value_after: d(after),
+            gross_after: d(gross),
+            adjustments: None,
+        }
+    }
+
+    #[test]
+    fn defaults_are_20_percent_per_symbol_and_2_percent_daily_loss() {
+        let mut gate = RiskGate::new(RiskLimits::default(), d("10000"));
+        gate.begin(0, d("10000"));
+        assert!(gate.check_entry(&proposal("2000", "2000", "2000"), d("10000")).is_ok());
+        let err = gate.check_entry(&proposal("2000.01", "2000.01", "2000.01"), d("10000")).unwrap_err();
+        assert!(err.0.starts_with("max-position-fraction"), "{err}");
+        // Down 2.5% on the day: no new entries until tomorrow.
+        let err = gate.check_entry(&proposal("100", "100", "100"), d("9750")).unwrap_err();
+        assert!(err.0.starts_with("max-daily-loss"), "{err}");
+        gate.begin(MS_PER_DAY, d("9750"));
+        assert!(gate.check_entry(&proposal("100", "100", "100"), d("9750")).is_ok());
+    }
+
+    #[test]
+    fn each_limit_refuses_with_its_name() {
+        let limits = RiskLimits {
+            max_position_fraction: None,
+            max_gross_exposure: Some(d("1.5")),
+            max_daily_loss: None,
+            max_drawdown: None,
+            max_order_notional: Some(d("5000")),
+            max_orders_per_day: Some(2),
+            max_adjustments_per_position: 3,
+        };
+        let mut gate = RiskGate::new(limits, d("10000"));
+        gate.begin(0, d("10000"));
+        let cases = [
+            (proposal("6000", "6000", "6000"), Some("max-order-notional")),
+            (proposal("4000", "4000", "16000"), Some("max-gross-exposure")),
+            (
+                Proposal { adjustments: Some(3), ..proposal("10", "10", "10") },
+                Some("max-adjustments-per-position"),
+            ),
+            (proposal("10", "10", "10"), None),
+            (proposal("10", "10", "10"), None),
+            (proposal("10", "10", "10"), Some("max-orders-per-day")),
+        ];
+        for (i, (p, want)) in cases.into_iter().enumerate() {
+            let got = gate.check_entry(&p, d("10000")).err().map(|r| r.0);
+            match want {
+                None => assert_eq!(got, None, "case {i}"),
+                Some(prefix) => {
+                    assert!(got.as_deref().is_some_and(|r| r.starts_with(prefix)), "case {i}: {got:?}")
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_kill_switch_fires_once_at_the_drawdown_limit() {
+        let limits = RiskLimits { max_drawdown: Some(d("0.1")), ..RiskLimits::default() };
+        let mut gate = RiskGate::new(limits, d("10000"));
+        assert!(gate.after_marks(d("12000")).is_none());
+        assert!(gate.after_marks(d("10801")).is_none());
+        let reason = gate.after_marks(d("10800")).unwrap();
+        assert!(reason.contains("10% below its peak of 12000"), "{reason}");
+        assert!(gate.after_marks(d("5000")).is_none(), "fires once");
+        assert!(
+            gate.check_entry(&proposal("1", "1", "1"), d("5000"))
+                .unwrap_err()
+                .0
+                .starts_with("trading stopped")
+        );
+    }
+
+    #[test]
+    fn limits_read_from_toml_with_none_for_off() {
+        let limits: RiskLimits =
+            toml::from_str("max-position-fraction = 1\nmax-daily-loss = \"none\"\nmax-drawdown = 0.25")
+                .unwrap();
+        assert_eq!(limits.max_position_fraction, Some(Decimal::ONE));
+        assert_eq!(limits.max_daily_loss, None);
+        assert_eq!(limits.max_drawdown, Some(d("0.25")));
+        assert_eq!(limits.max_gross_exposure, Some(Decimal::ONE), "unset keys keep their defaults");
+        let bad: RiskLimits = toml::from_str("max-daily-loss = 2").unwrap();
+        assert_eq!(bad.problems(), vec!["risk.max-daily-loss must be in (0, 1], got 2"]);
+    }
+}
