@@ -2,6 +2,7 @@
 //! components, sandboxes, and slice instances. The rest of the host sees
 //! [`Plugin`]s and the domain slice traits of [`crate::slice`].
 
+mod cache;
 mod engine;
 mod instance;
 mod loader;
@@ -14,6 +15,7 @@ use anyhow::Result;
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
+pub use cache::{CACHE_DIR_ENV, CacheOutcome, CacheStatus};
 pub use loader::{LoadError, Plugin};
 pub use sandbox::Sandbox;
 
@@ -23,6 +25,7 @@ use crate::slice::{
     AnalysisSlice, DataSlice, ExecutionSlice, Failure, RegimeSlice, SizingSlice, SliceError, SliceLabel,
     StrategySlice,
 };
+use cache::Cache;
 use instance::{WasmSlice, config_to_wire, info_from_wire};
 use loader::Exports;
 use sandbox::SliceState;
@@ -31,10 +34,12 @@ use sandbox::SliceState;
 /// (the `package` line of `wit/types.wit`; a test keeps them equal).
 pub const INTERFACE_VERSION: &str = "0.1.0";
 
-/// The engine, the linker every slice is instantiated with, and the epoch ticker.
+/// The engine, the linker every slice is instantiated with, the compiled-component
+/// cache, and the epoch ticker.
 pub struct Runtime {
     engine: Engine,
     linker: Linker<SliceState>,
+    cache: Option<Cache>,
     _ticker: engine::EpochTicker,
 }
 
@@ -47,7 +52,8 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         bindings::host::add_to_linker::<SliceState, HasSelf<SliceState>>(&mut linker, |s| s)?;
         let ticker = engine::EpochTicker::start(&engine);
-        Ok(Runtime { engine, linker, _ticker: ticker })
+        let cache = Cache::from_env(&engine);
+        Ok(Runtime { engine, linker, cache, _ticker: ticker })
     }
 
     /// Loads `path` for slot `kind`: checks, compiles, and asks the component
@@ -58,7 +64,7 @@ impl Runtime {
 
     /// Like [`Runtime::load`], for a component of any slice kind.
     pub fn load_any(&self, kind: Option<SliceKind>, path: &std::path::Path) -> Result<Plugin, LoadError> {
-        let mut plugin = loader::load(&self.engine, &self.linker, path, kind)?;
+        let mut plugin = loader::load(&self.engine, &self.linker, self.cache.as_ref(), path, kind)?;
         let describe_failed = |reason: String| LoadError::Describe { path: plugin.path.clone(), reason };
         let probe = Sandbox {
             symbol: None,
