@@ -15,7 +15,7 @@ use anyhow::Result;
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
-pub use cache::{CACHE_DIR_ENV, CacheOutcome, CacheStatus};
+pub use cache::CacheOutcome;
 pub use loader::{LoadError, Plugin};
 pub use sandbox::Sandbox;
 
