@@ -32,7 +32,13 @@ use sandbox::SliceState;
 
 /// Version of the `strata:plugin` WIT package this host implements
 /// (the `package` line of `wit/types.wit`; a test keeps them equal).
+#[cfg(not(feature = "next-interface"))]
 pub const INTERFACE_VERSION: &str = "0.1.0";
+
+/// The `host-next-interface` binary implements the rehearsal of the next
+/// compatible version (see `bindings.rs` and docs/versioning.md).
+#[cfg(feature = "next-interface")]
+pub const INTERFACE_VERSION: &str = "0.1.1";
 
 /// The engine, the linker every slice is instantiated with, the compiled-component
 /// cache, and the epoch ticker.
@@ -227,6 +233,7 @@ fn provisional_label(plugin: &Plugin) -> SliceLabel {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(not(feature = "next-interface"))]
     #[test]
     fn interface_version_matches_the_wit_package() {
         let wit = include_str!("../../../wit/types.wit");

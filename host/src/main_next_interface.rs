@@ -1,0 +1,48 @@
+//! `host-next-interface`: the host built against `wit/` bumped to the next
+//! compatible interface version, to prove that components built against the
+//! current one keep loading and running (docs/versioning.md). Built only by
+//! the test set-up: `cargo build --release -p host --features next-interface
+//! --bin host-next-interface`, after `scripts/lib.sh` generated the bumped WIT.
+//!
+//! It is the same program as `main.rs`: the same modules and the same `main`.
+//! A module added there must be added here too (the test build says so).
+
+mod bindings;
+mod cli;
+mod clock;
+mod config;
+mod model;
+mod orchestrator;
+mod portfolio;
+mod report;
+mod runtime;
+mod session;
+mod slice;
+mod time;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let default_level = match cli.verbose {
+        0 => "warn",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+
+    match cli::execute(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
