@@ -400,3 +400,50 @@ fn a_host_of_the_next_compatible_interface_runs_the_unchanged_components() {
         ]);
     }
 }
+
+#[test]
+fn concurrent_runs_share_one_cache_safely() {
+    let dir = tempdir();
+    let cache = dir.path().join("cache");
+    let strategy = component("sma-crossover");
+    // Four hosts compile the same component into an empty cache at once.
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(host_bin())
+                .args(["plugin", "inspect", "--json", strategy.to_str().unwrap()])
+                .env("STRATA_CACHE_DIR", &cache)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let status = info["cache"]["status"].as_str().unwrap().to_owned();
+        assert!(
+            status == "miss" || status == "hit",
+            "a racing writer never leaves a damaged entry: {status}"
+        );
+    }
+    let after = ok(
+        host_with(
+            &host_bin(),
+            dir.path(),
+            &cache,
+            &["plugin", "inspect", "--json", strategy.to_str().unwrap()],
+        ),
+        "inspect",
+    );
+    let info: serde_json::Value = serde_json::from_str(&after.stdout).unwrap();
+    assert_eq!(info["cache"]["status"], "hit");
+    // Every writer renamed its temporary file into place: none is left behind.
+    let entry = PathBuf::from(info["cache"]["entry"].as_str().unwrap());
+    let files: Vec<String> = std::fs::read_dir(entry.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files, vec![entry.file_name().unwrap().to_string_lossy().into_owned()]);
+}
