@@ -65,3 +65,56 @@ build_all() {
   build_components
   build_host
 }
+
+# The rehearsal of the next compatible interface (docs/versioning.md): wit/
+# with its version bumped to NEXT_INTERFACE_VERSION and one interface added,
+# written to target/next-interface/wit, and the host built against it as
+# target/release/host-next-interface (only the host crate is recompiled).
+# host/src/bindings.rs and host/src/runtime/mod.rs name the same version.
+NEXT_INTERFACE_VERSION=0.1.1
+build_host_next_interface() {
+  local out=target/next-interface/wit staging
+  staging="$(mktemp -d)"
+  local current
+  current="$(sed -n 's/^package strata:plugin@\(.*\);$/\1/p' wit/types.wit)"
+  for f in wit/*.wit; do
+    sed "s/^package strata:plugin@$current;\$/package strata:plugin@$NEXT_INTERFACE_VERSION;/" "$f" >"$staging/$(basename "$f")"
+  done
+  cat >"$staging/progress.wit" <<WIT
+package strata:plugin@$NEXT_INTERFACE_VERSION;
+
+/// New in $NEXT_INTERFACE_VERSION: a compatible change adds interfaces and
+/// leaves every existing one as it was.
+interface progress {
+    /// How much of a long \`init\` is done, from 0 to 1.
+    report: func(fraction: f64);
+}
+WIT
+  mkdir -p "$out"
+  # Rewrite only what changed, so cargo does not rebuild the host for nothing.
+  for f in "$staging"/*.wit; do
+    cmp -s "$f" "$out/$(basename "$f")" || cp "$f" "$out/"
+  done
+  rm -rf "$staging"
+  say "building host-next-interface (the host against strata:plugin@$NEXT_INTERFACE_VERSION)"
+  cargo build --locked --release -p host --features next-interface --bin host-next-interface
+}
+
+# componentize-py, from PyPI into a virtualenv under target/, for the test
+# that builds a slice written in Python (tests/fixtures/python-strategy).
+COMPONENTIZE_PY_VERSION=0.25.1
+PYTHON_VENV=target/python-venv
+ensure_componentize_py() {
+  if "$PYTHON_VENV/bin/componentize-py" --version 2>/dev/null | grep -qx "componentize-py $COMPONENTIZE_PY_VERSION"; then
+    return
+  fi
+  say "installing componentize-py $COMPONENTIZE_PY_VERSION into $PYTHON_VENV"
+  if ! python3 -m venv --clear "$PYTHON_VENV" >&2; then
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv >&2
+    python3 -m venv --clear "$PYTHON_VENV" >&2
+  fi
+  "$PYTHON_VENV/bin/pip" install --quiet --disable-pip-version-check "componentize-py==$COMPONENTIZE_PY_VERSION" >&2
+}

@@ -5,6 +5,8 @@
 source "$(dirname "$0")/lib.sh"
 
 build_all
+build_host_next_interface
+ensure_componentize_py
 
 say "checking formatting"
 cargo fmt --all -- --check

@@ -6,6 +6,7 @@
 //! just the one interface a component actually exports (`GuestIndices` per
 //! interface). Nothing outside `runtime/` sees these types.
 
+#[cfg(not(feature = "next-interface"))]
 wasmtime::component::bindgen!({
     path: "../wit",
     inline: "
@@ -19,6 +20,31 @@ wasmtime::component::bindgen!({
             export strata:plugin/strategy@0.1.0;
             export strata:plugin/sizing@0.1.0;
             export strata:plugin/execution@0.1.0;
+        }
+    ",
+    world: "strata:host-view/all-slices",
+    anyhow: true,
+});
+
+// The rehearsal of the next compatible interface (docs/versioning.md): the
+// same package bumped to 0.1.1, generated from `wit/` by `scripts/lib.sh`
+// into `target/next-interface/wit`, and compiled only into the
+// `host-next-interface` binary. Components built against 0.1.0 must load
+// under it unchanged; a test runs the reference chain through it.
+#[cfg(feature = "next-interface")]
+wasmtime::component::bindgen!({
+    path: "../target/next-interface/wit",
+    inline: "
+        package strata:host-view;
+
+        world all-slices {
+            import strata:plugin/host@0.1.1;
+            export strata:plugin/data@0.1.1;
+            export strata:plugin/analysis@0.1.1;
+            export strata:plugin/regime@0.1.1;
+            export strata:plugin/strategy@0.1.1;
+            export strata:plugin/sizing@0.1.1;
+            export strata:plugin/execution@0.1.1;
         }
     ",
     world: "strata:host-view/all-slices",

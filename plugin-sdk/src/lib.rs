@@ -93,6 +93,29 @@
 //! assert_eq!(signals[1].action, Action::ExitLong);
 //! ```
 //!
+//! # From crate to running slice
+//!
+//! `host` is the Strata host binary (`target/release/host` in a checkout).
+//!
+//! 1. **Start**: `host plugin new --kind strategy my-strategy` writes a crate
+//!    with a working example of that kind and its unit tests (any of `data`,
+//!    `analysis`, `regime`, `strategy`, `sizing`, `execution`).
+//! 2. **Test natively**: `cargo test`. The [`testing`] module feeds your
+//!    slice the way the host does (bars from closes or from a CSV file, batches,
+//!    an analysis -> regime -> strategy [`testing::Pipeline`]) and checks what
+//!    the host checks.
+//! 3. **Build**: `host plugin build` (or `cargo build --release --target
+//!    wasm32-wasip2`) prints where the component is.
+//! 4. **Check**: `host plugin check FILE.wasm --kind strategy --config margin=0.05`
+//!    loads it for a slot and runs its `init` on those settings, saying exactly
+//!    what is wrong if anything is; `host plugin inspect FILE.wasm` shows what
+//!    it says about itself and what it imports.
+//! 5. **Run**: `host run --symbols BTC-USD --slice strategy=FILE.wasm`, or
+//!    point `[slices.strategy] plugin` in a run config at the file. The host is
+//!    never recompiled.
+//!
+//! The crate's `README.md` walks through each step.
+//!
 //! # What a slice may do
 //!
 //! A slice runs in a sandbox with nothing granted unless the run's config says

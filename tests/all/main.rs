@@ -4,4 +4,5 @@
 mod backtest;
 mod bad_input;
 mod cli;
+mod plugin_authoring;
 mod sandbox;

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod data;
+pub mod plugin;
 pub mod run;
 
 use std::path::{Path, PathBuf};
@@ -31,6 +32,9 @@ pub enum Command {
     /// Check run configurations.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Write, build, inspect and check slices: `host plugin new --kind strategy my-strategy`.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
 }
 
 pub fn execute(cli: Cli) -> Result<ExitCode> {
@@ -38,6 +42,7 @@ pub fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => run::execute(args),
         Command::Data(cmd) => data::execute(cmd),
         Command::Config(cmd) => config::execute(cmd),
+        Command::Plugin(cmd) => plugin::execute(cmd),
     }
 }
 

@@ -56,6 +56,10 @@ pub struct RunArgs {
     /// Folder for the run's files [default: a new folder under runs/].
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Use another component for one slice, keeping its settings and grants
+    /// from the config: `--slice strategy=my_strategy.wasm`. Repeatable.
+    #[arg(long = "slice", value_name = "KIND=PATH")]
+    pub slices: Vec<String>,
 }
 
 pub fn execute(args: RunArgs) -> Result<ExitCode> {
@@ -71,6 +75,9 @@ pub fn execute(args: RunArgs) -> Result<ExitCode> {
     let data_dir = args.data_dir.clone().or_else(|| std::env::var_os("STRATA_DATA_DIR").map(PathBuf::from));
     if let Some(dir) = data_dir {
         override_data_dir(&mut config, &dir)?;
+    }
+    for swap in &args.slices {
+        override_slice(&mut config, swap)?;
     }
     config.validate()?;
 
@@ -190,6 +197,22 @@ fn override_data_dir(config: &mut LoadedConfig, dir: &Path) -> Result<()> {
     }
 }
 
+/// `--slice KIND=PATH`: another component in one slot. The path is relative
+/// to the working directory, as paths on the command line are.
+fn override_slice(config: &mut LoadedConfig, swap: &str) -> Result<()> {
+    let Some((kind, path)) = swap.split_once('=') else {
+        bail!("--slice {swap}: expected KIND=PATH, for example --slice strategy=target/my_strategy.wasm");
+    };
+    let Some(kind) = SliceKind::from_name(kind.trim()) else {
+        let kinds: Vec<&str> = SliceKind::ALL.iter().map(|k| k.as_str()).collect();
+        bail!("--slice {swap}: `{kind}` is not a slice kind (one of {})", kinds.join(", "));
+    };
+    let path = Path::new(path.trim());
+    let path = crate::config::normalize(&std::path::absolute(path).unwrap_or_else(|_| path.to_owned()));
+    config.config.slices.get_mut(kind).plugin = path;
+    Ok(())
+}
+
 fn default_out_dir(symbols: &[Symbol]) -> PathBuf {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -258,6 +281,7 @@ fn summarize(
                     grants: section.grants.clone(),
                     limits: section.limits,
                     compile_ms: plugin.compile_time.as_secs_f64() * 1e3,
+                    cache: plugin.cache.clone(),
                 },
             )
         })

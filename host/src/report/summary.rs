@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::config::{Grants, Limits, RunConfig};
 use crate::model::{ConfigValue, SourceInfo, Symbol};
 use crate::orchestrator::{FaultRecord, HealthReport, RunStats};
+use crate::runtime::CacheOutcome;
 
 #[derive(Debug, Serialize)]
 pub struct Summary {
@@ -101,7 +102,11 @@ pub struct SliceSummary {
     pub settings: BTreeMap<String, ConfigValue>,
     pub grants: Grants,
     pub limits: Limits,
+    /// Compiling the component, or loading its compiled code from the cache.
     pub compile_ms: f64,
+    /// Whether the compiled-component cache had it (`hit`), compiled it now
+    /// (`miss`), replaced a damaged entry (`rebuilt`), or is disabled (`off`).
+    pub cache: CacheOutcome,
 }
 
 #[derive(Debug, Serialize)]

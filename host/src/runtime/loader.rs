@@ -8,9 +8,10 @@ use semver::Version;
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::types::ComponentItem;
-use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::component::{InstancePre, Linker};
 
 use super::INTERFACE_VERSION;
+use super::cache::{Cache, CacheOutcome};
 use super::sandbox::SliceState;
 use crate::bindings::{analysis, data, execution, regime, sizing, strategy};
 use crate::model::{PluginInfo, SliceKind};
@@ -28,7 +29,10 @@ pub struct Plugin {
     pub info: PluginInfo,
     /// Every import the component declares (what it would ask the host for).
     pub imports: Vec<String>,
+    /// Compiling, or loading the compiled code from the cache.
     pub compile_time: Duration,
+    /// Whether the compiled-component cache had it.
+    pub cache: CacheOutcome,
     pub(crate) pre: InstancePre<SliceState>,
     pub(crate) exports: Exports,
 }
@@ -152,6 +156,7 @@ fn parse_slice_export(name: &str) -> Option<(&str, &str)> {
 pub fn load(
     engine: &Engine,
     linker: &Linker<SliceState>,
+    cache: Option<&Cache>,
     path: &Path,
     expected: Option<SliceKind>,
 ) -> Result<Plugin, LoadError> {
@@ -170,10 +175,10 @@ pub fn load(
         Some([0, b'a', b's', b'm', _, _, 1, 0]) => {}
         _ => return Err(LoadError::NotWasm { path: path_buf }),
     }
-    let sha256 = hex(&Sha256::digest(&bytes));
+    let sha256 = super::cache::hex(&Sha256::digest(&bytes));
 
     let started = Instant::now();
-    let component = Component::new(engine, &bytes)
+    let (component, cache) = Cache::compile(cache, engine, &bytes, &sha256)
         .map_err(|e| LoadError::Invalid { path: path_buf.clone(), reason: format!("{e:#}") })?;
     let compile_time = started.elapsed();
 
@@ -252,6 +257,7 @@ pub fn load(
         },
         imports,
         compile_time,
+        cache,
         pre,
         exports,
     })
@@ -291,10 +297,6 @@ pub fn check_description(plugin: &Plugin, info: &PluginInfo) -> Result<(), LoadE
         return Err(bad(format!("config key `{}` is declared twice", w[0])));
     }
     Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! components, sandboxes, and slice instances. The rest of the host sees
 //! [`Plugin`]s and the domain slice traits of [`crate::slice`].
 
+mod cache;
 mod engine;
 mod instance;
 mod loader;
@@ -14,6 +15,7 @@ use anyhow::Result;
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
+pub use cache::CacheOutcome;
 pub use loader::{LoadError, Plugin};
 pub use sandbox::{ClockSource, Sandbox};
 
@@ -23,18 +25,27 @@ use crate::slice::{
     AnalysisSlice, DataSlice, ExecutionSlice, Failure, RegimeSlice, SizingSlice, SliceError, SliceLabel,
     StrategySlice,
 };
+use cache::Cache;
 use instance::{WasmSlice, config_to_wire, info_from_wire};
 use loader::Exports;
 use sandbox::SliceState;
 
 /// Version of the `strata:plugin` WIT package this host implements
 /// (the `package` line of `wit/types.wit`; a test keeps them equal).
+#[cfg(not(feature = "next-interface"))]
 pub const INTERFACE_VERSION: &str = "0.1.0";
 
-/// The engine, the linker every slice is instantiated with, and the epoch ticker.
+/// The `host-next-interface` binary implements the rehearsal of the next
+/// compatible version (see `bindings.rs` and docs/versioning.md).
+#[cfg(feature = "next-interface")]
+pub const INTERFACE_VERSION: &str = "0.1.1";
+
+/// The engine, the linker every slice is instantiated with, the compiled-component
+/// cache, and the epoch ticker.
 pub struct Runtime {
     engine: Engine,
     linker: Linker<SliceState>,
+    cache: Option<Cache>,
     _ticker: engine::EpochTicker,
 }
 
@@ -51,7 +62,8 @@ impl Runtime {
             tracing::warn!("{}=1: slices run without CPU deadlines or memory caps", engine::NO_LIMITS_ENV);
         }
         let ticker = engine::EpochTicker::start(&engine);
-        Ok(Runtime { engine, linker, _ticker: ticker })
+        let cache = Cache::from_env(&engine);
+        Ok(Runtime { engine, linker, cache, _ticker: ticker })
     }
 
     /// Loads `path` for slot `kind`: checks, compiles, and asks the component
@@ -62,7 +74,7 @@ impl Runtime {
 
     /// Like [`Runtime::load`], for a component of any slice kind.
     pub fn load_any(&self, kind: Option<SliceKind>, path: &std::path::Path) -> Result<Plugin, LoadError> {
-        let mut plugin = loader::load(&self.engine, &self.linker, path, kind)?;
+        let mut plugin = loader::load(&self.engine, &self.linker, self.cache.as_ref(), path, kind)?;
         let describe_failed = |reason: String| LoadError::Describe { path: plugin.path.clone(), reason };
         let probe = Sandbox {
             symbol: None,
@@ -226,6 +238,7 @@ fn provisional_label(plugin: &Plugin) -> SliceLabel {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(not(feature = "next-interface"))]
     #[test]
     fn interface_version_matches_the_wit_package() {
         let wit = include_str!("../../../wit/types.wit");

@@ -1,0 +1,52 @@
+//! The strategy host: runs trading strategies built from six sandboxed
+//! WebAssembly slices. The `host` binary is [`main`]; so is
+//! `host-next-interface`, the same program built against the next compatible
+//! interface version (docs/versioning.md).
+
+mod bindings;
+mod cli;
+mod clock;
+mod config;
+mod model;
+mod orchestrator;
+mod portfolio;
+mod report;
+mod risk;
+mod runtime;
+mod session;
+mod slice;
+mod time;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+/// Parses the command line, runs the command, and prints the error chain on
+/// failure. Both binaries are this function.
+pub fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let default_level = match cli.verbose {
+        0 => "warn",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+
+    match cli::execute(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
