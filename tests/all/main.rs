@@ -4,5 +4,6 @@
 mod backtest;
 mod bad_input;
 mod cli;
+mod orders;
 mod plugin_authoring;
 mod sandbox;

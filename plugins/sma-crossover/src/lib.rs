@@ -11,6 +11,9 @@
 //! - `flat`: exit at once and stay out;
 //! - `hold`: do nothing, keep whatever position there is.
 //!
+//! With `side = "short"` the rule is mirrored: a cross below enters short and
+//! a cross above covers (the host must allow short selling).
+//!
 //! Orders are market orders by default. `entry-order = "limit"` buys at
 //! close x (1 - `entry-offset`), `"stop"` at close x (1 + `entry-offset`);
 //! `exit-order` likewise sells at close x (1 + `exit-offset`) for a limit or
@@ -45,6 +48,8 @@ pub struct SmaCrossover {
     entry: OrderStyle,
     exit: OrderStyle,
     time_in_force: TimeInForce,
+    /// Entering long (false) or short (true).
+    short: bool,
 }
 
 /// How a signal becomes an order: its type and how far from the close its price is.
@@ -76,7 +81,7 @@ impl OrderStyle {
     /// The signal for `action` on bar `i` closing at `close`. Buying below the
     /// close is a limit, above it a stop; selling the other way round.
     fn signal(&self, i: usize, action: Action, close: f64, time_in_force: TimeInForce) -> Signal {
-        let buying = action == Action::EnterLong;
+        let buying = matches!(action, Action::EnterLong | Action::ExitShort);
         let below = close * (1.0 - self.offset);
         let above = close * (1.0 + self.offset);
         let signal = match self.order_type {
@@ -117,6 +122,11 @@ impl Strategy for SmaCrossover {
                 "limit/stop exit price distance from the close, as a fraction",
             ))
             .param(Param::text("time-in-force", "gtc", "gtc, day or ioc"))
+            .param(Param::text(
+                "side",
+                "long",
+                "long (enter on a cross above) or short (enter short on a cross below)",
+            ))
     }
 
     fn new(config: &Config, features: &FeatureNames) -> Result<Self> {
@@ -150,6 +160,11 @@ impl Strategy for SmaCrossover {
             entry: OrderStyle::from(config, "entry-order", "entry-offset")?,
             exit: OrderStyle::from(config, "exit-order", "exit-offset")?,
             time_in_force,
+            short: match config.text("side")? {
+                "long" => false,
+                "short" => true,
+                other => return Err(Error::new(format!("`side` must be long or short, got {other:?}"))),
+            },
         })
     }
 
@@ -165,8 +180,13 @@ impl Strategy for SmaCrossover {
             let previous = self.previous.replace((fast, slow));
             let rule = self.rules[regime_index(*regime)];
             let (close, tif) = (bars[i].close, self.time_in_force);
+            let (enter, exit) = if self.short {
+                (Action::EnterShort, Action::ExitShort)
+            } else {
+                (Action::EnterLong, Action::ExitLong)
+            };
             if rule == Rule::Flat {
-                signals.push(self.exit.signal(i, Action::ExitLong, close, tif));
+                signals.push(self.exit.signal(i, exit, close, tif));
                 continue;
             }
             let Some((prev_fast, prev_slow)) = previous else { continue };
@@ -175,12 +195,13 @@ impl Strategy for SmaCrossover {
             }
             let crossed_up = fast > slow && prev_fast <= prev_slow;
             let crossed_down = fast < slow && prev_fast >= prev_slow;
+            // Long: in on a cross up, out on a cross down; short: the mirror image.
+            let (entry_cross, exit_cross) =
+                if self.short { (crossed_down, crossed_up) } else { (crossed_up, crossed_down) };
             match rule {
-                Rule::Crossover if crossed_up => {
-                    signals.push(self.entry.signal(i, Action::EnterLong, close, tif))
-                }
-                Rule::Crossover | Rule::ExitOnly if crossed_down => {
-                    signals.push(self.exit.signal(i, Action::ExitLong, close, tif))
+                Rule::Crossover if entry_cross => signals.push(self.entry.signal(i, enter, close, tif)),
+                Rule::Crossover | Rule::ExitOnly if exit_cross => {
+                    signals.push(self.exit.signal(i, exit, close, tif))
                 }
                 _ => {}
             }
@@ -252,6 +273,15 @@ mod tests {
         let config = defaults().with("entry-order", "stop").with("entry-offset", 0.01);
         let signals = decide(&mut strategy(config), &bars, &features, 2).unwrap();
         assert_eq!((signals[0].order_type, signals[0].stop_price), (OrderType::Stop, Some(101.0)));
+    }
+
+    #[test]
+    fn the_short_side_mirrors_the_rule() {
+        let features = [1.0, 2.0, 3.0, 2.0, 1.0, 2.0];
+        let bars = bars_from_closes(&[100.0, 100.0, 100.0]);
+        let signals = decide(&mut strategy(defaults().with("side", "short")), &bars, &features, 2).unwrap();
+        let got: Vec<(u32, Action)> = signals.iter().map(|s| (s.bar_index, s.action)).collect();
+        assert_eq!(got, vec![(1, Action::ExitShort), (2, Action::EnterShort)]);
     }
 
     #[test]
