@@ -25,6 +25,8 @@ use rust_decimal::{Decimal, RoundingStrategy};
 pub struct Bar {
     pub ts: i64,
     pub open: f64,
+    pub high: f64,
+    pub low: f64,
     pub close: f64,
 }
 
@@ -36,7 +38,13 @@ pub fn read_csv(path: &std::path::Path) -> Vec<Bar> {
         .skip(1)
         .map(|line| {
             let f: Vec<&str> = line.split(',').collect();
-            Bar { ts: parse_ts(f[0]), open: f[1].parse().unwrap(), close: f[4].parse().unwrap() }
+            Bar {
+                ts: parse_ts(f[0]),
+                open: f[1].parse().unwrap(),
+                high: f[2].parse().unwrap(),
+                low: f[3].parse().unwrap(),
+                close: f[4].parse().unwrap(),
+            }
         })
         .collect()
 }

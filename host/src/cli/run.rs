@@ -116,6 +116,7 @@ pub fn execute(args: RunArgs) -> Result<ExitCode> {
         },
         risk: run.risk.clone(),
         shorting: run.shorting.clone(),
+        live: false,
     };
     let setups = chains
         .into_iter()

@@ -206,6 +206,20 @@ pub struct BacktestSettings {
     pub faults: FaultSettings,
     pub risk: RiskLimits,
     pub shorting: ShortingSection,
+    /// A live feed (paper and live modes): a data slice with no new bar is
+    /// waiting for one, not finished.
+    pub live: bool,
+}
+
+/// What one call to [`Backtest::advance`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Processed every symbol's bar at this time.
+    Stepped(Timestamp),
+    /// Live feeds only: no symbol has a new bar yet.
+    Waiting,
+    /// Every symbol's data has ended.
+    Finished,
 }
 
 /// Why a run stopped early.
@@ -478,20 +492,35 @@ impl<'f> Backtest<'f> {
     /// Runs to the end of the data. On error, everything recorded so far stays
     /// recorded and the ledger reflects the last completed bar.
     pub fn run(&mut self, recorder: &mut dyn Recorder) -> Result<(), RunError> {
-        loop {
-            let mut next: Option<Timestamp> = None;
-            for i in 0..self.chains.len() {
-                self.prepare(i, recorder)?;
-                if let Some(bar) = self.chains[i].peek() {
-                    next = Some(next.map_or(bar.ts, |n: Timestamp| n.min(bar.ts)));
-                }
-            }
-            let Some(ts) = next else { break };
-            self.step(ts, recorder)?;
-        }
+        while self.advance(recorder)? != Progress::Finished {}
+        self.finish(recorder)
+    }
+
+    /// Processes the next timestamp, if any symbol has a bar for it.
+    pub fn advance(&mut self, recorder: &mut dyn Recorder) -> Result<Progress, RunError> {
+        let mut next: Option<Timestamp> = None;
+        let mut waiting = false;
         for i in 0..self.chains.len() {
-            let reason = "the run ended with the symbol's data";
-            self.close_book(i, None, OrderStatus::Working, reason, recorder)?;
+            self.prepare(i, recorder)?;
+            match self.chains[i].peek() {
+                Some(bar) => next = Some(next.map_or(bar.ts, |n: Timestamp| n.min(bar.ts))),
+                None => waiting |= !self.chains[i].ended,
+            }
+        }
+        match next {
+            Some(ts) => {
+                self.step(ts, recorder)?;
+                Ok(Progress::Stepped(ts))
+            }
+            None if waiting => Ok(Progress::Waiting),
+            None => Ok(Progress::Finished),
+        }
+    }
+
+    /// Records the orders still working when the run ends.
+    pub fn finish(&mut self, recorder: &mut dyn Recorder) -> Result<(), RunError> {
+        for i in 0..self.chains.len() {
+            self.close_book(i, None, OrderStatus::Working, "the run ended with the symbol's data", recorder)?;
         }
         Ok(())
     }
@@ -524,6 +553,10 @@ impl<'f> Backtest<'f> {
                         symbol: chain.symbol.clone(),
                         range: describe_range(&self.settings),
                     });
+                }
+                if !chain.ended && chain.batch.exhausted() && chain.batch.fault.is_none() {
+                    // A live feed with nothing new yet: ask again on the next advance.
+                    return Ok(());
                 }
             }
         }

@@ -194,7 +194,8 @@ impl Backtest<'_> {
             pipeline.run(&bars, chain.features.len(), &mut chain.batch)
         });
         match result {
-            Ok(()) if bars.is_empty() => chain.ended = true,
+            // A live feed with nothing new is waiting; anything else has ended.
+            Ok(()) if bars.is_empty() => chain.ended = !settings.live,
             Ok(()) => {
                 chain.first_ts.get_or_insert(bars[0].ts);
                 chain.last_ts = Some(bars[bars.len() - 1].ts);
