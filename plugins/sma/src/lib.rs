@@ -7,25 +7,36 @@
 //! free of accumulated rounding drift, so two runs, or this plugin and an
 //! independent re-implementation, agree to the last bit.
 
-use std::collections::VecDeque;
-
 use plugin_sdk::{Analyzer, Bar, Config, Error, Manifest, Param, Result};
 
 /// Moving averages over a window of recent closes.
 pub struct Sma {
     fast: usize,
     slow: usize,
-    /// The last `slow` closes, oldest first.
-    closes: VecDeque<f64>,
+    /// The last `slow` closes, each stored twice (at `i` and `i + slow`), so
+    /// that the latest `n` of them are always one contiguous slice.
+    ring: Vec<f64>,
+    /// Where the next close goes, in `0..slow`.
+    next: usize,
+    seen: usize,
 }
 
 impl Sma {
+    fn push(&mut self, close: f64) {
+        self.ring[self.next] = close;
+        self.ring[self.next + self.slow] = close;
+        self.next = (self.next + 1) % self.slow;
+        self.seen += 1;
+    }
+
+    /// Mean of the last `period` closes, summed oldest first.
     fn mean_of_last(&self, period: usize) -> f64 {
-        let n = self.closes.len();
-        if n < period {
+        if self.seen < period {
             return f64::NAN;
         }
-        let sum: f64 = self.closes.range(n - period..).sum();
+        // The newest close is at `next - 1 + slow` in the doubled buffer.
+        let end = self.next + self.slow;
+        let sum: f64 = self.ring[end - period..end].iter().sum();
         sum / period as f64
     }
 }
@@ -43,7 +54,7 @@ impl Analyzer for Sma {
         if fast >= slow {
             return Err(Error::new(format!("`fast` ({fast}) must be less than `slow` ({slow})")));
         }
-        Ok(Sma { fast, slow, closes: VecDeque::with_capacity(slow + 1) })
+        Ok(Sma { fast, slow, ring: vec![0.0; 2 * slow], next: 0, seen: 0 })
     }
 
     fn outputs(&self) -> Vec<String> {
@@ -53,10 +64,7 @@ impl Analyzer for Sma {
     fn update(&mut self, bars: &[Bar], values: &mut Vec<f64>) -> Result<()> {
         values.reserve(bars.len() * 2);
         for bar in bars {
-            if self.closes.len() == self.slow {
-                self.closes.pop_front();
-            }
-            self.closes.push_back(bar.close);
+            self.push(bar.close);
             values.push(self.mean_of_last(self.fast));
             values.push(self.mean_of_last(self.slow));
         }

@@ -24,6 +24,9 @@ pub struct TrendVolRegime {
     baseline_window: usize,
     vol_ratio: f64,
     closes: VecDeque<f64>,
+    /// Sum of `closes`, kept as they come and go; re-summed with the other
+    /// running sums, so it cannot drift.
+    closes_sum: f64,
     /// Recent values of the trend SMA, newest last.
     smas: VecDeque<f64>,
     returns: VecDeque<f64>,
@@ -72,6 +75,7 @@ impl RegimeDetector for TrendVolRegime {
             baseline_window,
             vol_ratio: positive("vol-ratio")?,
             closes: VecDeque::new(),
+            closes_sum: 0.0,
             smas: VecDeque::new(),
             returns: VecDeque::new(),
             previous_close: None,
@@ -113,11 +117,12 @@ impl TrendVolRegime {
         self.previous_close = Some(close);
 
         self.closes.push_back(close);
+        self.closes_sum += close;
         if self.closes.len() > self.trend_window {
-            self.closes.pop_front();
+            self.closes_sum -= self.closes.pop_front().expect("non-empty");
         }
         if self.closes.len() == self.trend_window {
-            let sma = self.closes.iter().sum::<f64>() / self.trend_window as f64;
+            let sma = self.closes_sum / self.trend_window as f64;
             self.smas.push_back(sma);
             if self.smas.len() > self.slope_lookback + 1 {
                 self.smas.pop_front();
@@ -144,6 +149,7 @@ impl TrendVolRegime {
     }
 
     fn resum(&mut self) {
+        self.closes_sum = self.closes.iter().sum();
         let n = self.returns.len();
         self.long_sq = self.returns.iter().map(|r| r * r).sum();
         self.short_sq = self.returns.range(n.saturating_sub(self.vol_window)..).map(|r| r * r).sum();
