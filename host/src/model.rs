@@ -315,19 +315,75 @@ impl PluginInfo {
 
 /// The exact decimal a wire price stands for: the shortest decimal that
 /// converts back to the same `f64`, the rule documented on `decimal` in
-/// `wit/types.wit` (and implemented identically in `plugin-sdk`).
+/// `wit/types.wit` (and implemented identically in `plugin-sdk`), normalized
+/// (no trailing zeros). Called for every bar a position is marked on, so it
+/// builds the decimal from Ryu's shortest digits directly.
 pub fn price_to_decimal(price: f64) -> Option<Decimal> {
-    use std::io::Write as _;
     if !price.is_finite() {
         return None;
     }
-    // Formatting into a stack buffer keeps the per-bar marking allocation-free.
-    let mut buf = [0u8; 64];
-    let mut cursor = std::io::Cursor::new(&mut buf[..]);
-    write!(cursor, "{price}").ok()?;
-    let len = cursor.position() as usize;
-    let text = std::str::from_utf8(&buf[..len]).ok()?;
-    text.parse::<Decimal>().ok().or_else(|| Decimal::from_scientific(&format!("{price:e}")).ok())
+    let mut buffer = ryu::Buffer::new();
+    let text = buffer.format_finite(price).as_bytes();
+    // Ryu writes `-?digits[.digits][e-?digits]`.
+    let (negative, text) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    let (digits, exponent) = match text.iter().position(|&b| b == b'e') {
+        Some(e) => (&text[..e], std::str::from_utf8(&text[e + 1..]).ok()?.parse::<i32>().ok()?),
+        None => (text, 0),
+    };
+    let mut mantissa: i128 = 0;
+    let mut fraction_digits: i32 = 0;
+    let mut after_point = false;
+    for &b in digits {
+        if b == b'.' {
+            after_point = true;
+            continue;
+        }
+        mantissa = mantissa * 10 + i128::from(b - b'0');
+        fraction_digits += i32::from(after_point);
+    }
+    let mut scale = fraction_digits - exponent;
+    while scale < 0 {
+        mantissa = mantissa.checked_mul(10)?;
+        scale += 1;
+    }
+    if scale > 28 {
+        return None;
+    }
+    let mantissa = if negative { -mantissa } else { mantissa };
+    Decimal::try_from_i128_with_scale(mantissa, scale as u32).ok().map(|d| d.normalize())
+}
+
+/// Appends `d` as `Decimal`'s `Display` writes it once normalized (`12.5`,
+/// `-0.001`, `10000`), without going through `core::fmt`: the run loop writes
+/// a decimal or two for every bar.
+pub fn push_decimal(out: &mut String, d: Decimal) {
+    let d = d.normalize();
+    let mantissa = d.mantissa();
+    if mantissa == 0 {
+        out.push('0');
+        return;
+    }
+    if mantissa < 0 {
+        out.push('-');
+    }
+    let mut buffer = itoa::Buffer::new();
+    let digits = buffer.format(mantissa.unsigned_abs());
+    let scale = d.scale() as usize;
+    if scale == 0 {
+        out.push_str(digits);
+    } else if digits.len() > scale {
+        let (int, frac) = digits.split_at(digits.len() - scale);
+        out.push_str(int);
+        out.push('.');
+        out.push_str(frac);
+    } else {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', scale - digits.len()));
+        out.push_str(digits);
+    }
 }
 
 #[cfg(test)]
@@ -347,6 +403,65 @@ mod tests {
             assert_eq!(price_to_decimal(price).unwrap().to_string(), want, "{price}");
         }
         assert_eq!(price_to_decimal(f64::NAN), None);
+    }
+
+    /// The previous definition: format the shortest digits with `{}` and parse them.
+    fn by_formatting(price: f64) -> Decimal {
+        format!("{price}").parse::<Decimal>().unwrap().normalize()
+    }
+
+    fn pseudo_random() -> impl Iterator<Item = u64> {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        std::iter::from_fn(move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            Some(x)
+        })
+    }
+
+    #[test]
+    fn price_to_decimal_agrees_with_formatting_everywhere() {
+        for (i, x) in pseudo_random().take(300_000).enumerate() {
+            // Prices as data files have them, and raw doubles of every magnitude.
+            let price = match i % 3 {
+                0 => (x % 100_000_000) as f64 / 100.0,
+                1 => (x % 1_000_000_000_000) as f64 / 1e9 + 0.5,
+                _ => f64::from_bits(x >> 2).abs() % 1e12,
+            };
+            if price == 0.0 || price < 1e-12 {
+                continue;
+            }
+            let want = by_formatting(price);
+            let got = price_to_decimal(price).unwrap();
+            assert_eq!((got, got.scale()), (want, want.scale()), "{price:e}");
+        }
+    }
+
+    #[test]
+    fn push_decimal_writes_what_display_writes() {
+        let mut line = String::new();
+        let cases = [
+            "0",
+            "-0.001",
+            "10000",
+            "12.5000",
+            "0.0000001",
+            "-123456789.123456789",
+            "79228162514264337593543950335",
+        ];
+        for text in cases {
+            let d: Decimal = text.parse().unwrap();
+            line.clear();
+            push_decimal(&mut line, d);
+            assert_eq!(line, d.normalize().to_string(), "{text}");
+        }
+        for x in pseudo_random().take(100_000) {
+            let d = Decimal::from_i128_with_scale((x as i128) - (1 << 62), (x % 20) as u32);
+            line.clear();
+            push_decimal(&mut line, d);
+            assert_eq!(line, d.normalize().to_string());
+        }
     }
 
     #[test]

@@ -78,10 +78,48 @@ pub fn write_iso(out: &mut impl fmt::Write, ts: Timestamp) -> fmt::Result {
     out.write_char('Z')
 }
 
+/// Appends `ts` as [`write_iso`] writes it, pushing digits directly for the
+/// years 0 to 9999 instead of going through `core::fmt` (one per bar in
+/// `equity.csv`).
+pub fn push_iso(out: &mut String, ts: Timestamp) {
+    let days = ts.div_euclid(MS_PER_DAY);
+    let ms_of_day = ts.rem_euclid(MS_PER_DAY);
+    let (y, mo, d) = civil_from_days(days);
+    if !(0..=9999).contains(&y) {
+        write_iso(out, ts).expect("writing to a String cannot fail");
+        return;
+    }
+    let (h, mi, s, ms) =
+        (ms_of_day / 3_600_000, ms_of_day / 60_000 % 60, ms_of_day / 1000 % 60, ms_of_day % 1000);
+    let digit = |v: i64| char::from(b'0' + v as u8);
+    let pair = |out: &mut String, v: i64| {
+        out.push(digit(v / 10));
+        out.push(digit(v % 10));
+    };
+    pair(out, y / 100);
+    pair(out, y % 100);
+    out.push('-');
+    pair(out, i64::from(mo));
+    out.push('-');
+    pair(out, i64::from(d));
+    out.push('T');
+    pair(out, h);
+    out.push(':');
+    pair(out, mi);
+    out.push(':');
+    pair(out, s);
+    if ms != 0 {
+        out.push('.');
+        out.push(digit(ms / 100));
+        pair(out, ms % 100);
+    }
+    out.push('Z');
+}
+
 /// `ts` as an ISO-8601 UTC string.
 pub fn iso(ts: Timestamp) -> String {
     let mut s = String::with_capacity(24);
-    write_iso(&mut s, ts).expect("writing to a String cannot fail");
+    push_iso(&mut s, ts);
     s
 }
 
@@ -113,6 +151,19 @@ mod tests {
     fn iso_formats_hours_and_millis() {
         assert_eq!(iso(1_704_067_200_000 + 13 * 3_600_000), "2024-01-01T13:00:00Z");
         assert_eq!(iso(1_704_067_200_001), "2024-01-01T00:00:00.001Z");
+    }
+
+    #[test]
+    fn push_iso_writes_what_write_iso_writes() {
+        let mut x: i64 = 12345;
+        for _ in 0..100_000 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            let ts = x.rem_euclid(400 * 366 * MS_PER_DAY) - 100 * 365 * MS_PER_DAY;
+            let (mut fast, mut general) = (String::new(), String::new());
+            push_iso(&mut fast, ts);
+            write_iso(&mut general, ts).unwrap();
+            assert_eq!(fast, general);
+        }
     }
 
     #[test]

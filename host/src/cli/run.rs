@@ -84,10 +84,12 @@ pub fn execute(args: RunArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let session = Session::open(config, &SliceKind::ALL)?;
     let clock = SimClock::new();
+    let instantiating = Instant::now();
     let mut chains = Vec::with_capacity(symbols.len());
     for symbol in &symbols {
         chains.push(session.chain(symbol, start, end, &clock)?);
     }
+    let instantiate_ms = instantiating.elapsed().as_secs_f64() * 1e3;
     let fill_model = chains[0].slices.execution.fill_model()?;
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
 
@@ -133,7 +135,8 @@ pub fn execute(args: RunArgs) -> Result<ExitCode> {
     let result = backtest.run(&mut writer);
     let run_ms = run_started.elapsed().as_secs_f64() * 1e3;
 
-    let summary = summarize(&session, &backtest, &args, &symbols, fill_model, &result, load_ms, run_ms);
+    let timing = (load_ms, instantiate_ms, run_ms);
+    let summary = summarize(&session, &backtest, &args, &symbols, fill_model, &result, timing);
     let dir = writer.dir().to_owned();
     writer.finish(&summary).with_context(|| format!("cannot write the run's files in {}", dir.display()))?;
     print_summary(&summary, &dir);
@@ -242,8 +245,7 @@ fn summarize(
     symbols: &[Symbol],
     fill_model: String,
     result: &Result<(), RunError>,
-    load_ms: f64,
-    run_ms: f64,
+    (load_ms, instantiate_ms, run_ms): (f64, f64, f64),
 ) -> Summary {
     let ledger = backtest.ledger();
     let stats = backtest.stats().clone();
@@ -337,8 +339,11 @@ fn summarize(
         config: session.config.config.clone(),
         timing: Timing {
             load_ms,
+            instantiate_ms,
+            instantiate_us_per_symbol: instantiate_ms * 1e3 / symbols.len() as f64,
             run_ms,
             bars_per_second: if run_ms > 0.0 { backtest.stats().bars as f64 / (run_ms / 1e3) } else { 0.0 },
+            peak_rss_mb: report::peak_rss_mb(),
         },
     }
 }

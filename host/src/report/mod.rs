@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 
 use rust_decimal::Decimal;
 
-pub use summary::{DataSummary, ExecutionSummary, OpenPosition, SliceSummary, Summary, Timing};
+pub use summary::{DataSummary, ExecutionSummary, OpenPosition, SliceSummary, Summary, Timing, peak_rss_mb};
 
 use crate::model::{Fill, Side, Symbol};
 use crate::orchestrator::{LifecycleEvent, OrderRecord, Recorder};
 use crate::portfolio::RoundTrip;
-use crate::time::{Timestamp, write_iso};
+use crate::time::{Timestamp, push_iso};
 
 pub const TRADES_HEADER: &str = "symbol,entry_ts,entry_price,exit_ts,exit_price,qty,fees,pnl,side,return_pct";
 pub const EQUITY_HEADER: &str = "timestamp,cash,equity";
@@ -74,19 +74,19 @@ impl RunWriter {
     }
 }
 
-/// Decimals in files are normalized: `12.5`, not `12.500000`.
-fn push_decimal(line: &mut String, d: Decimal) {
-    write!(line, "{}", d.normalize()).expect("write to String");
-}
+// Decimals in files are normalized: `12.5`, not `12.500000`.
+use crate::model::push_decimal;
 
 fn push_ts(line: &mut String, ts: Timestamp) {
-    write_iso(line, ts).expect("write to String");
+    push_iso(line, ts);
 }
 
 impl Recorder for RunWriter {
     fn equity(&mut self, ts: Timestamp, cash: Decimal, equity: Decimal) -> io::Result<()> {
         if self.cash_cache.0 != cash {
-            self.cash_cache = (cash, cash.normalize().to_string());
+            self.cash_cache.0 = cash;
+            self.cash_cache.1.clear();
+            push_decimal(&mut self.cash_cache.1, cash);
         }
         let line = &mut self.line;
         line.clear();

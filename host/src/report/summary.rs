@@ -111,9 +111,23 @@ pub struct SliceSummary {
 
 #[derive(Debug, Serialize)]
 pub struct Timing {
-    /// Compiling components and creating every instance.
+    /// Compiling (or loading from the cache) the components and creating every instance.
     pub load_ms: f64,
+    /// Of `load_ms`: creating and initialising the six instances of every symbol.
+    pub instantiate_ms: f64,
+    /// `instantiate_ms` per symbol, in microseconds.
+    pub instantiate_us_per_symbol: f64,
     /// The bar loop.
     pub run_ms: f64,
     pub bars_per_second: f64,
+    /// The process's peak resident memory (Linux `VmHWM`), at the end of the run.
+    pub peak_rss_mb: Option<f64>,
+}
+
+/// The process's peak resident set size in MiB, where the OS reports it.
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }

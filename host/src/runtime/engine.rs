@@ -13,6 +13,9 @@ use wasmtime::{Config, Engine, OptLevel};
 /// runaway slice is stopped within one tick of its deadline.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
+/// Set to `1` to let `perf` name the plugins' compiled functions (profiling only).
+pub const PERF_MAP_ENV: &str = "STRATA_PERF_MAP";
+
 /// Set to `1` to run without CPU deadlines and memory caps, only to measure
 /// what they cost. Never with plugins you do not trust.
 pub const NO_LIMITS_ENV: &str = "STRATA_MEASURE_WITHOUT_LIMITS";
@@ -29,6 +32,10 @@ pub fn new_engine() -> Result<Engine> {
     // that never returns.
     config.epoch_interruption(!limits_disabled());
     config.cranelift_opt_level(OptLevel::Speed);
+    if std::env::var(PERF_MAP_ENV).is_ok_and(|v| v == "1") {
+        // Names JIT-compiled guest functions in /tmp/perf-<pid>.map for `perf report`.
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     Ok(Engine::new(&config)?)
 }
 
