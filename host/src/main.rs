@@ -4,6 +4,7 @@ mod bindings;
 mod cli;
 mod clock;
 mod config;
+mod metrics;
 mod model;
 mod orchestrator;
 mod portfolio;

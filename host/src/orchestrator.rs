@@ -32,6 +32,9 @@ pub trait Recorder {
     fn equity(&mut self, ts: Timestamp, cash: Decimal, equity: Decimal) -> io::Result<()>;
     fn order(&mut self, order: &OrderRecord) -> io::Result<()>;
     fn round_trip(&mut self, trip: &RoundTrip) -> io::Result<()>;
+    /// One symbol's bar, once processed (fills, mark and signal done), before
+    /// the timestamp's equity row: for benchmarks and per-symbol figures.
+    fn bar(&mut self, _symbol: usize, _bar: &Bar) {}
 }
 
 /// The life of one order, written when it leaves the book (or at the end of the run).
@@ -451,6 +454,7 @@ impl Backtest {
         }
         for &i in &active {
             let chain = &mut self.chains[i];
+            recorder.bar(i, &chain.bars[chain.cursor]);
             chain.cursor += 1;
             chain.bars_done += 1;
         }

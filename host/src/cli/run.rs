@@ -12,7 +12,7 @@ use crate::clock::SimClock;
 use crate::config::LoadedConfig;
 use crate::model::{SliceKind, Symbol, Timestamp};
 use crate::orchestrator::{Backtest, BacktestSettings, RunError};
-use crate::report::{self, ExecutionSummary, RunWriter, SliceSummary, Summary, Timing};
+use crate::report::{self, ExecutionSummary, RunWriter, Series, SliceSummary, Summary, Tee, Timing};
 use crate::runtime::INTERFACE_VERSION;
 use crate::session::Session;
 use crate::time::{MS_PER_DAY, iso, parse_date};
@@ -52,6 +52,16 @@ pub struct RunArgs {
     /// Folder for the run's files [default: a new folder under runs/].
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Annual risk-free rate for Sharpe and Sortino, as a fraction (0.04 is 4%).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    pub risk_free_rate: f64,
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > -1.0 && rate < 10.0 => Ok(rate),
+        _ => Err(format!("`{text}` is not an annual rate as a fraction, for example 0.04 for 4%")),
+    }
 }
 
 pub fn execute(args: RunArgs) -> Result<ExitCode> {
@@ -90,8 +100,9 @@ pub fn execute(args: RunArgs) -> Result<ExitCode> {
     let mut writer =
         RunWriter::create(&out).with_context(|| format!("cannot create run folder {}", out.display()))?;
 
+    let settings_start_cash = session.config.config.run.start_cash;
     let settings = BacktestSettings {
-        start_cash: session.config.config.run.start_cash,
+        start_cash: settings_start_cash,
         start,
         end,
         batch_size: session.config.config.run.batch_size,
@@ -103,13 +114,18 @@ pub fn execute(args: RunArgs) -> Result<ExitCode> {
         .map(|(c, source)| (c.symbol, c.slices, c.features.len(), Some(source)))
         .collect();
     let mut backtest = Backtest::new(backtest_chains, settings, clock);
+    let mut series = Series::new(settings_start_cash, &symbols);
     let run_started = Instant::now();
-    let result = backtest.run(&mut writer);
+    let result = backtest.run(&mut Tee(vec![&mut writer, &mut series]));
     let run_ms = run_started.elapsed().as_secs_f64() * 1e3;
 
-    let summary = summarize(&session, &backtest, &args, &symbols, fill_model, &result, load_ms, run_ms);
+    let metrics = report::metrics(&series, backtest.ledger().round_trips(), args.risk_free_rate);
+    let run = RunFacts { fill_model, load_ms, run_ms, metrics };
+    let summary = summarize(&session, &backtest, &args, &symbols, run, &result);
     let dir = writer.dir().to_owned();
-    writer.finish(&summary).with_context(|| format!("cannot write the run's files in {}", dir.display()))?;
+    writer
+        .finish(&summary)
+        .with_context(|| format!("cannot write the run's files in {}", dir.display()))?;
     print_summary(&summary, &dir);
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
@@ -191,17 +207,23 @@ fn default_out_dir(symbols: &[Symbol]) -> PathBuf {
     dir
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the run measured, besides the backtest's own state.
+struct RunFacts {
+    fill_model: String,
+    load_ms: f64,
+    run_ms: f64,
+    metrics: report::Metrics,
+}
+
 fn summarize(
     session: &Session,
     backtest: &Backtest,
     args: &RunArgs,
     symbols: &[Symbol],
-    fill_model: String,
+    run: RunFacts,
     result: &Result<(), RunError>,
-    load_ms: f64,
-    run_ms: f64,
 ) -> Summary {
+    let RunFacts { fill_model, load_ms, run_ms, metrics } = run;
     let ledger = backtest.ledger();
     let stats = backtest.stats().clone();
     let equity = ledger.equity();
@@ -280,6 +302,7 @@ fn summarize(
         slices,
         config_file: session.config.path.display().to_string(),
         config: session.config.config.clone(),
+        metrics,
         timing: Timing {
             load_ms,
             run_ms,

@@ -2,6 +2,7 @@
 //! written as the run goes (so a run that fails part-way still leaves its
 //! records), and `summary.json` at the end, whether the run completed or not.
 
+mod series;
 mod summary;
 
 use std::fmt::Write as _;
@@ -11,7 +12,10 @@ use std::path::{Path, PathBuf};
 
 use rust_decimal::Decimal;
 
-pub use summary::{DataSummary, ExecutionSummary, OpenPosition, SliceSummary, Summary, Timing};
+pub use series::{Series, Tee};
+pub use summary::{
+    DataSummary, ExecutionSummary, Metrics, OpenPosition, SliceSummary, Summary, Timing, metrics,
+};
 
 use crate::orchestrator::{OrderRecord, Recorder};
 use crate::portfolio::RoundTrip;
@@ -60,9 +64,13 @@ impl RunWriter {
         self.equity.flush()?;
         self.trades.flush()?;
         self.orders.flush()?;
-        let json = serde_json::to_string_pretty(summary).map_err(io::Error::other)?;
-        std::fs::write(self.dir.join("summary.json"), json + "\n")
+        std::fs::write(self.dir.join("summary.json"), summary_json(summary)? + "\n")
     }
+}
+
+/// `summary.json`'s text, which `--json` also prints.
+pub fn summary_json(summary: &Summary) -> io::Result<String> {
+    serde_json::to_string_pretty(summary).map_err(io::Error::other)
 }
 
 /// Decimals in files are normalized: `12.5`, not `12.500000`.
