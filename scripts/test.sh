@@ -6,6 +6,15 @@ source "$(dirname "$0")/lib.sh"
 
 build_all
 
+# The report test opens report.html in headless Chromium (Debian's package).
+if ! command -v chromium >/dev/null; then
+  say "installing Debian's chromium for the report test"
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >&2
+fi
+
 say "checking formatting"
 cargo fmt --all -- --check
 

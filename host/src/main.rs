@@ -1,5 +1,6 @@
 //! `host`: runs trading strategies built from six sandboxed WebAssembly slices.
 
+mod barfile;
 mod bindings;
 mod cli;
 mod clock;

@@ -242,9 +242,12 @@ pub struct TradeStats {
 
 pub fn trade_stats(pnls: impl IntoIterator<Item = Decimal>) -> TradeStats {
     let (mut trades, mut wins, mut losses) = (0usize, 0usize, 0usize);
-    let (mut gross_profit, mut gross_loss) = (Decimal::ZERO, Decimal::ZERO);
+    let (mut gross_profit, mut gross_loss, mut net_pnl) = (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
     for pnl in pnls {
         trades += 1;
+        // Summed in trade order (not as profit + loss) so it matches a running
+        // total of trades.csv to the last of Decimal's 28 digits.
+        net_pnl += pnl;
         if pnl > Decimal::ZERO {
             wins += 1;
             gross_profit += pnl;
@@ -253,7 +256,6 @@ pub fn trade_stats(pnls: impl IntoIterator<Item = Decimal>) -> TradeStats {
             gross_loss += pnl;
         }
     }
-    let net_pnl = gross_profit + gross_loss;
     let average = |sum: Decimal, n: usize| (n > 0).then(|| sum / Decimal::from(n));
     TradeStats {
         trades,

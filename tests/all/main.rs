@@ -4,3 +4,4 @@
 mod backtest;
 mod bad_input;
 mod cli;
+mod report;

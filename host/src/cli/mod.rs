@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod data;
+mod progress;
 pub mod run;
 
 use std::path::{Path, PathBuf};

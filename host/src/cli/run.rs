@@ -1,5 +1,6 @@
 //! `host run`: a backtest through the six slices of the config.
 
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -8,10 +9,12 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use rust_decimal::Decimal;
 
+use super::progress::Progress;
+use crate::barfile;
 use crate::clock::SimClock;
 use crate::config::LoadedConfig;
 use crate::model::{SliceKind, Symbol, Timestamp};
-use crate::orchestrator::{Backtest, BacktestSettings, RunError};
+use crate::orchestrator::{Backtest, BacktestSettings, Recorder, RunError};
 use crate::report::{self, ExecutionSummary, RunWriter, Series, SliceSummary, Summary, Tee, Timing};
 use crate::runtime::INTERFACE_VERSION;
 use crate::session::Session;
@@ -55,6 +58,15 @@ pub struct RunArgs {
     /// Annual risk-free rate for Sharpe and Sortino, as a fraction (0.04 is 4%).
     #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
     pub risk_free_rate: f64,
+    /// Also write report.png, a screenshot of report.html (needs Chromium).
+    #[arg(long)]
+    pub screenshot: bool,
+    /// Print nothing but errors (no progress bar, no summary).
+    #[arg(long, conflicts_with = "json")]
+    pub quiet: bool,
+    /// Print summary.json to stdout instead of the text summary.
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {
@@ -115,18 +127,40 @@ pub fn execute(args: RunArgs) -> Result<ExitCode> {
         .collect();
     let mut backtest = Backtest::new(backtest_chains, settings, clock);
     let mut series = Series::new(settings_start_cash, &symbols);
+    // A progress bar only for a person watching: not in pipes, scripts or --quiet.
+    let mut progress = (std::io::stdout().is_terminal() && !args.quiet && !args.json)
+        .then(|| Progress::new(end.or_else(|| last_bar_in_files(&session, &symbols))));
     let run_started = Instant::now();
-    let result = backtest.run(&mut Tee(vec![&mut writer, &mut series]));
+    let mut recorders: Vec<&mut dyn Recorder> = vec![&mut writer, &mut series];
+    if let Some(progress) = progress.as_mut() {
+        recorders.push(progress);
+    }
+    let result = backtest.run(&mut Tee(recorders));
     let run_ms = run_started.elapsed().as_secs_f64() * 1e3;
+    if let Some(progress) = &progress {
+        progress.finish();
+    }
 
     let metrics = report::metrics(&series, backtest.ledger().round_trips(), args.risk_free_rate);
     let run = RunFacts { fill_model, load_ms, run_ms, metrics };
     let summary = summarize(&session, &backtest, &args, &symbols, run, &result);
     let dir = writer.dir().to_owned();
     writer
-        .finish(&summary)
+        .finish(&summary, &series, backtest.ledger().round_trips())
         .with_context(|| format!("cannot write the run's files in {}", dir.display()))?;
-    print_summary(&summary, &dir);
+    if args.json {
+        println!("{}", report::summary_json(&summary)?);
+    } else if !args.quiet {
+        print_summary(&summary, &dir);
+    }
+    if args.screenshot && result.is_ok() {
+        let png = dir.join("report.png");
+        report::browser::screenshot(&dir.join("report.html"), &png)
+            .with_context(|| format!("the run completed, but cannot write {}", png.display()))?;
+        if !args.quiet && !args.json {
+            println!("  screenshot    {}", png.display());
+        }
+    }
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => Err(anyhow::Error::new(e).context(format!(
@@ -134,6 +168,15 @@ pub fn execute(args: RunArgs) -> Result<ExitCode> {
             dir.display()
         ))),
     }
+}
+
+/// The latest last bar among the symbols' files in the data slice's granted
+/// folder, for the progress bar; `None` when the data does not come from such
+/// files (the bar then shows no percentage).
+fn last_bar_in_files(session: &Session, symbols: &[Symbol]) -> Option<Timestamp> {
+    let grants = &session.config.config.slices.data.grants.read_dirs;
+    let dir = grants.values().next().filter(|_| grants.len() == 1)?;
+    symbols.iter().filter_map(|s| barfile::last_timestamp(&dir.join(format!("{s}.csv"))).ok().flatten()).max()
 }
 
 fn parse_symbols(raw: &[String]) -> Result<Vec<Symbol>> {

@@ -2,6 +2,8 @@
 //! written as the run goes (so a run that fails part-way still leaves its
 //! records), and `summary.json` at the end, whether the run completed or not.
 
+pub mod browser;
+pub mod html;
 mod series;
 mod summary;
 
@@ -59,12 +61,13 @@ impl RunWriter {
         &self.dir
     }
 
-    /// Flushes the CSV files and writes `summary.json`.
-    pub fn finish(mut self, summary: &Summary) -> io::Result<()> {
+    /// Flushes the CSV files and writes `summary.json` and `report.html`.
+    pub fn finish(mut self, summary: &Summary, series: &Series, trips: &[RoundTrip]) -> io::Result<()> {
         self.equity.flush()?;
         self.trades.flush()?;
         self.orders.flush()?;
-        std::fs::write(self.dir.join("summary.json"), summary_json(summary)? + "\n")
+        std::fs::write(self.dir.join("summary.json"), summary_json(summary)? + "\n")?;
+        std::fs::write(self.dir.join("report.html"), html::render(summary, series, trips))
     }
 }
 
