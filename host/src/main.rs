@@ -5,6 +5,7 @@ mod bindings;
 mod cli;
 mod clock;
 mod config;
+mod fetch;
 mod metrics;
 mod model;
 mod orchestrator;

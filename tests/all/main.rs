@@ -4,4 +4,5 @@
 mod backtest;
 mod bad_input;
 mod cli;
+mod data_fetch;
 mod report;

@@ -29,7 +29,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 }
 
 /// Days since the epoch of `2014-09-18T00:00:00Z` or `2014-09-18`.
-fn day_number(ts: &str) -> f64 {
+pub(crate) fn day_number(ts: &str) -> f64 {
     let n = |r: std::ops::Range<usize>| ts[r].parse::<i64>().unwrap();
     let mut days = days_from_civil(n(0..4), n(5..7), n(8..10)) as f64;
     if ts.len() >= 19 {
