@@ -5,4 +5,5 @@ mod backtest;
 mod bad_input;
 mod cli;
 mod data_fetch;
+mod data_formats;
 mod report;
