@@ -268,7 +268,11 @@ impl Client {
                     std::thread::sleep(backoff(errors));
                 }
                 _ => {
-                    return Err(FetchError::Status { url: url.into(), status, message: error_message(&body) });
+                    return Err(FetchError::Status {
+                        url: url.into(),
+                        status,
+                        message: error_message(&body),
+                    });
                 }
             }
         }
