@@ -6,6 +6,14 @@ source "$(dirname "$0")/lib.sh"
 
 build_all
 
+# config/default.toml grants ../data, which setup.sh fills with the sample
+# data; a fresh clone that only runs this script needs it too.
+if [ ! -f data/BTC-USD.csv ]; then
+  say "writing the sample data: data/BTC-USD.csv (SYNTHETIC)"
+  mkdir -p data
+  target/release/host data export --config config/synthetic.toml --symbols BTC-USD --out data >&2
+fi
+
 # The report test opens report.html in headless Chromium (Debian's package).
 if ! command -v chromium >/dev/null; then
   say "installing Debian's chromium for the report test"

@@ -153,6 +153,11 @@ fn headline(out: &mut String, s: &Summary, m: &Metrics) {
 fn charts(out: &mut String, series: &Series) {
     let start = series.start_cash_f64();
     let equity = &series.portfolio;
+    if equity.is_empty() {
+        out.push_str("<section>\n<h2>Equity</h2>\n<p class=\"note\">No bar was processed: nothing to chart.</p>\n</section>\n");
+        out.push_str("<script type=\"application/json\" id=\"chart-data\">{\"day\":[],\"ms\":[],\"eq\":[],\"bh\":[],\"dde\":[],\"ddb\":[]}</script>\n");
+        return;
+    }
     let bench = &series.benchmark;
     let dd_equity = metrics::drawdowns(start, equity);
     let dd_bench = metrics::drawdowns(start, bench);
@@ -781,6 +786,14 @@ mod tests {
         );
         assert_eq!(years.first().unwrap().1, "2015");
         assert!(years.len() <= 11, "{years:?}");
+    }
+
+    #[test]
+    fn a_run_without_bars_still_gets_a_page() {
+        let series = Series::new(Decimal::from(1000), &[crate::model::Symbol::new("X").unwrap()]);
+        let mut out = String::new();
+        charts(&mut out, &series);
+        assert!(out.contains("nothing to chart") && !out.contains("<svg"), "{out}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
 use crate::metrics::Point;
-use crate::model::{Bar, Side, Symbol, price_to_decimal};
+use crate::model::{Bar, Side, Symbol};
 use crate::orchestrator::{OrderRecord, Recorder};
 use crate::portfolio::RoundTrip;
 use crate::time::Timestamp;
@@ -25,6 +25,9 @@ pub struct SymbolSeries {
     pub allocation: Decimal,
     allocation_f64: f64,
     quantity: Decimal,
+    /// `quantity` as a float: the sleeve's value per bar is for ratios only,
+    /// so it is computed in floats and costs no decimal conversion per bar.
+    quantity_f64: f64,
     /// Money in (sales) minus money out (purchases and fees).
     cash_flow: Decimal,
     /// `allocation + cash_flow` as a float, the sleeve's value while flat.
@@ -82,6 +85,7 @@ impl Series {
                     allocation,
                     allocation_f64,
                     quantity: Decimal::ZERO,
+                    quantity_f64: 0.0,
                     cash_flow: Decimal::ZERO,
                     flat_value: allocation_f64,
                     traded_notional: Decimal::ZERO,
@@ -143,6 +147,7 @@ impl Recorder for Series {
         s.fees += order.fees;
         self.fees += order.fees;
         s.flat_value = (s.allocation + s.cash_flow).to_f64().unwrap_or(f64::NAN);
+        s.quantity_f64 = s.quantity.to_f64().unwrap_or(f64::NAN);
         match (was_open, !s.quantity.is_zero()) {
             (false, true) => self.open_symbols += 1,
             (true, false) => self.open_symbols -= 1,
@@ -164,8 +169,7 @@ impl Recorder for Series {
             s.flat_value
         } else {
             s.bars_in_market += 1;
-            let mark = price_to_decimal(bar.close).unwrap_or_default();
-            (s.allocation + s.cash_flow + s.quantity * mark).to_f64().unwrap_or(f64::NAN)
+            s.flat_value + s.quantity_f64 * bar.close
         };
         s.sleeve.push(Point { ts: bar.ts, value });
         let benchmark = s.benchmark_value();
