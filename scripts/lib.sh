@@ -9,7 +9,7 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 # The plugin crates and the test fixtures, built as components.
 COMPONENT_PACKAGES=(
-  csv-data synthetic-data sma trend-vol-regime sma-crossover fixed-fraction sim-execution
+  csv-data parquet-data synthetic-data sma trend-vol-regime sma-crossover fixed-fraction sim-execution
 )
 if [ -d tests/fixtures ]; then
   for manifest in tests/fixtures/*/Cargo.toml; do

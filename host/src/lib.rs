@@ -3,10 +3,13 @@
 //! `host-next-interface`, the same program built against the next compatible
 //! interface version (docs/versioning.md).
 
+mod barfile;
 mod bindings;
 mod cli;
 mod clock;
 mod config;
+mod fetch;
+mod metrics;
 mod model;
 mod orchestrator;
 mod portfolio;

@@ -4,6 +4,9 @@
 mod backtest;
 mod bad_input;
 mod cli;
+mod data_fetch;
+mod data_formats;
 mod orders;
 mod plugin_authoring;
+mod report;
 mod sandbox;

@@ -36,10 +36,18 @@ pub fn component(crate_name: &str) -> PathBuf {
     built(repo().join("target/wasm32-wasip2/release").join(file), "component")
 }
 
-/// The shared real data (`../shared/data`), read in place, never copied into the repository.
+/// The shared real data (`../shared/data`), read in place, never copied into
+/// the repository. A git worktree may sit deeper than the main checkout, so
+/// the first `shared/data` beside the repository or one of its parents counts.
 pub fn shared_data() -> PathBuf {
-    let dir = repo().join("../shared/data");
-    assert!(dir.join("BTC-USD-1d.csv").exists(), "the shared data is missing at {}", dir.display());
+    let found = repo()
+        .ancestors()
+        .skip(1)
+        .map(|dir| dir.join("shared/data"))
+        .find(|d| d.join("BTC-USD-1d.csv").exists());
+    let dir = found.unwrap_or_else(|| {
+        panic!("the shared data is missing at {}", repo().join("../shared/data").display())
+    });
     dir.canonicalize().unwrap()
 }
 

@@ -10,9 +10,10 @@ use clap::{Args, Subcommand};
 
 use crate::clock::SimClock;
 use crate::config::LoadedConfig;
+use crate::fetch::{FetchRequest, Granularity};
 use crate::model::{Bar, SliceKind, Symbol};
 use crate::session::Session;
-use crate::time::{MS_PER_DAY, parse_date, write_iso};
+use crate::time::{MS_PER_DAY, iso, parse_date, write_iso};
 
 #[derive(Debug, Subcommand)]
 pub enum DataCommand {
@@ -20,6 +21,32 @@ pub enum DataCommand {
     /// default config (config/synthetic.toml) this generates the project's
     /// synthetic sample data.
     Export(ExportArgs),
+    /// Download candles from Coinbase Exchange's public market data into
+    /// <OUT>/<SYMBOL>.csv: pages through the range (300 candles a request),
+    /// waits out rate limits, checks every candle, and extends an existing
+    /// file instead of fetching it again.
+    Fetch(FetchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// A Coinbase product, for example BTC-USD; also the file's name.
+    pub symbol: String,
+    /// First day, YYYY-MM-DD (UTC).
+    #[arg(long)]
+    pub from: String,
+    /// Last day, YYYY-MM-DD (UTC), included in full (up to the last finished candle).
+    #[arg(long)]
+    pub to: String,
+    /// Candle size.
+    #[arg(long, value_enum, default_value_t = Granularity::Day)]
+    pub granularity: Granularity,
+    /// Folder to write <SYMBOL>.csv into.
+    #[arg(long, default_value = "data")]
+    pub out: PathBuf,
+    /// The exchange's API [default: $STRATA_COINBASE_URL, else https://api.exchange.coinbase.com].
+    #[arg(long)]
+    pub base_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -44,7 +71,52 @@ pub struct ExportArgs {
 pub fn execute(cmd: DataCommand) -> Result<ExitCode> {
     match cmd {
         DataCommand::Export(args) => export(args),
+        DataCommand::Fetch(args) => fetch(args),
     }
+}
+
+fn fetch(args: FetchArgs) -> Result<ExitCode> {
+    let symbol = Symbol::new(args.symbol.trim()).map_err(anyhow::Error::msg)?;
+    let from = parse_date(&args.from).map_err(|e| anyhow::anyhow!("--from: {e}"))?;
+    let to = parse_date(&args.to).map_err(|e| anyhow::anyhow!("--to: {e}"))? + MS_PER_DAY - 1;
+    if from > to {
+        anyhow::bail!("--from {} is after --to {}", args.from, args.to);
+    }
+    let base_url = args
+        .base_url
+        .or_else(|| std::env::var("STRATA_COINBASE_URL").ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "https://api.exchange.coinbase.com".into());
+    let file = args.out.join(format!("{symbol}.csv"));
+    let request = FetchRequest {
+        product: symbol.to_string(),
+        granularity: args.granularity,
+        from,
+        to,
+        file: file.clone(),
+        base_url,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(i64::MAX);
+    let report = crate::fetch::fetch(&request, now)
+        .with_context(|| format!("cannot fetch {symbol} candles into {}", file.display()))?;
+    let span = match (report.first, report.last) {
+        (Some(a), Some(b)) => format!("{} to {}", iso(a), iso(b)),
+        _ => "no candles".into(),
+    };
+    println!(
+        "{}: {} {} candles, {span} ({} new, {} already in the file); {} requests, {} rate-limited and retried, {} errors retried",
+        file.display(),
+        report.kept_rows + report.new_candles,
+        args.granularity.name(),
+        report.new_candles,
+        report.kept_rows,
+        report.requests,
+        report.rate_limited,
+        report.retried_errors
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn export(args: ExportArgs) -> Result<ExitCode> {

@@ -3,6 +3,7 @@
 pub mod config;
 pub mod data;
 pub mod plugin;
+mod progress;
 pub mod run;
 
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
 //! `host run`: a backtest through the six slices of the config.
 
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -8,11 +9,13 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use rust_decimal::Decimal;
 
+use super::progress::Progress;
+use crate::barfile;
 use crate::clock::SimClock;
 use crate::config::LoadedConfig;
 use crate::model::{SliceKind, Symbol, Timestamp};
-use crate::orchestrator::{Backtest, BacktestSettings, ChainSetup, FaultSettings, RunError};
-use crate::report::{self, ExecutionSummary, RunWriter, SliceSummary, Summary, Timing};
+use crate::orchestrator::{Backtest, BacktestSettings, ChainSetup, FaultSettings, Recorder, RunError};
+use crate::report::{self, ExecutionSummary, RunWriter, Series, SliceSummary, Summary, Tee, Timing};
 use crate::runtime::INTERFACE_VERSION;
 use crate::session::{Factory, Session};
 use crate::time::{MS_PER_DAY, iso, parse_date};
@@ -60,6 +63,25 @@ pub struct RunArgs {
     /// from the config: `--slice strategy=my_strategy.wasm`. Repeatable.
     #[arg(long = "slice", value_name = "KIND=PATH")]
     pub slices: Vec<String>,
+    /// Annual risk-free rate for Sharpe and Sortino, as a fraction (0.04 is 4%).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    pub risk_free_rate: f64,
+    /// Also write report.png, a screenshot of report.html (needs Chromium).
+    #[arg(long)]
+    pub screenshot: bool,
+    /// Print nothing but errors (no progress bar, no summary).
+    #[arg(long, conflicts_with = "json")]
+    pub quiet: bool,
+    /// Print summary.json to stdout instead of the text summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > -1.0 && rate < 10.0 => Ok(rate),
+        _ => Err(format!("`{text}` is not an annual rate as a fraction, for example 0.04 for 4%")),
+    }
 }
 
 pub fn execute(args: RunArgs) -> Result<ExitCode> {
@@ -130,16 +152,42 @@ pub fn execute(args: RunArgs) -> Result<ExitCode> {
         })
         .collect();
     let factory = Factory { session: &session, clock: clock.clone() };
+    let mut series = Series::new(settings.start_cash, &symbols, args.risk_free_rate);
     let mut backtest = Backtest::new(setups, settings, clock, Some(&factory));
+    // A progress bar only for a person watching: not in pipes, scripts or --quiet.
+    let mut progress = (std::io::stdout().is_terminal() && !args.quiet && !args.json)
+        .then(|| Progress::new(end.or_else(|| last_bar_in_files(&session, &symbols))));
     let run_started = Instant::now();
-    let result = backtest.run(&mut writer);
+    let mut recorders: Vec<&mut dyn Recorder> = vec![&mut writer, &mut series];
+    if let Some(progress) = progress.as_mut() {
+        recorders.push(progress);
+    }
+    let result = backtest.run(&mut Tee(recorders));
     let run_ms = run_started.elapsed().as_secs_f64() * 1e3;
+    if let Some(progress) = &progress {
+        progress.finish();
+    }
 
-    let timing = (load_ms, instantiate_ms, run_ms);
-    let summary = summarize(&session, &backtest, &args, &symbols, fill_model, &result, timing);
+    let metrics = report::metrics(&series, backtest.ledger().round_trips(), args.risk_free_rate);
+    let run = RunFacts { fill_model, load_ms, instantiate_ms, run_ms, metrics };
+    let summary = summarize(&session, &backtest, &args, &symbols, run, &result);
     let dir = writer.dir().to_owned();
-    writer.finish(&summary).with_context(|| format!("cannot write the run's files in {}", dir.display()))?;
-    print_summary(&summary, &dir);
+    writer
+        .finish(&summary, &series, backtest.ledger().round_trips())
+        .with_context(|| format!("cannot write the run's files in {}", dir.display()))?;
+    if args.json {
+        println!("{}", report::summary_json(&summary)?);
+    } else if !args.quiet {
+        print_summary(&summary, &dir);
+    }
+    if args.screenshot && result.is_ok() {
+        let png = dir.join("report.png");
+        report::browser::screenshot(&dir.join("report.html"), &png)
+            .with_context(|| format!("the run completed, but cannot write {}", png.display()))?;
+        if !args.quiet && !args.json {
+            println!("  screenshot    {}", png.display());
+        }
+    }
     match result {
         Ok(()) if summary.risk_stop.is_some() => Ok(ExitCode::from(RISK_STOP_EXIT)),
         Ok(()) => Ok(ExitCode::SUCCESS),
@@ -148,6 +196,15 @@ pub fn execute(args: RunArgs) -> Result<ExitCode> {
             dir.display()
         ))),
     }
+}
+
+/// The latest last bar among the symbols' files in the data slice's granted
+/// folder, for the progress bar; `None` when the data does not come from such
+/// files (the bar then shows no percentage).
+fn last_bar_in_files(session: &Session, symbols: &[Symbol]) -> Option<Timestamp> {
+    let grants = &session.config.config.slices.data.grants.read_dirs;
+    let dir = grants.values().next().filter(|_| grants.len() == 1)?;
+    symbols.iter().filter_map(|s| barfile::last_timestamp(&dir.join(format!("{s}.csv"))).ok().flatten()).max()
 }
 
 fn parse_symbols(raw: &[String]) -> Result<Vec<Symbol>> {
@@ -237,16 +294,24 @@ fn default_out_dir(symbols: &[Symbol]) -> PathBuf {
     dir
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the run measured, besides the backtest's own state.
+struct RunFacts {
+    fill_model: String,
+    load_ms: f64,
+    instantiate_ms: f64,
+    run_ms: f64,
+    metrics: report::Metrics,
+}
+
 fn summarize(
     session: &Session,
     backtest: &Backtest,
     args: &RunArgs,
     symbols: &[Symbol],
-    fill_model: String,
+    run: RunFacts,
     result: &Result<(), RunError>,
-    (load_ms, instantiate_ms, run_ms): (f64, f64, f64),
 ) -> Summary {
+    let RunFacts { fill_model, load_ms, instantiate_ms, run_ms, metrics } = run;
     let ledger = backtest.ledger();
     let stats = backtest.stats().clone();
     let equity = ledger.equity();
@@ -337,6 +402,7 @@ fn summarize(
         slices,
         config_file: session.config.path.display().to_string(),
         config: session.config.config.clone(),
+        metrics,
         timing: Timing {
             load_ms,
             instantiate_ms,

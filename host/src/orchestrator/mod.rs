@@ -51,9 +51,17 @@ pub trait Recorder {
     fn equity(&mut self, ts: Timestamp, cash: Decimal, equity: Decimal) -> io::Result<()>;
     fn order(&mut self, order: &OrderRecord) -> io::Result<()>;
     fn round_trip(&mut self, trip: &RoundTrip) -> io::Result<()>;
-    fn lifecycle(&mut self, event: &LifecycleEvent) -> io::Result<()>;
+    /// A position changed state.
+    fn lifecycle(&mut self, _event: &LifecycleEvent) -> io::Result<()> {
+        Ok(())
+    }
     /// A fill the host applied to the ledger (from the execution slice, or its own closing trade).
-    fn fill(&mut self, symbol: &Symbol, side: Side, fill: &Fill) -> io::Result<()>;
+    fn fill(&mut self, _symbol: &Symbol, _side: Side, _fill: &Fill) -> io::Result<()> {
+        Ok(())
+    }
+    /// One symbol's bar, once processed (fills, mark and signal done), before
+    /// the timestamp's equity row: for benchmarks and per-symbol figures.
+    fn bar(&mut self, _symbol: usize, _bar: &Bar) {}
 }
 
 /// Where a position is in its life.
@@ -614,6 +622,7 @@ impl<'f> Backtest<'f> {
         }
         for &i in &active {
             let chain = &mut self.chains[i];
+            recorder.bar(i, &chain.batch.bars[chain.batch.cursor]);
             chain.batch.cursor += 1;
             chain.bars_done += 1;
         }

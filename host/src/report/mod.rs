@@ -2,6 +2,9 @@
 //! written as the run goes (so a run that fails part-way still leaves its
 //! records), and `summary.json` at the end, whether the run completed or not.
 
+pub mod browser;
+pub mod html;
+mod series;
 mod summary;
 
 use std::fmt::Write as _;
@@ -11,7 +14,10 @@ use std::path::{Path, PathBuf};
 
 use rust_decimal::Decimal;
 
-pub use summary::{DataSummary, ExecutionSummary, OpenPosition, SliceSummary, Summary, Timing, peak_rss_mb};
+pub use series::{Series, Tee};
+pub use summary::{
+    DataSummary, ExecutionSummary, Metrics, OpenPosition, SliceSummary, Summary, Timing, metrics, peak_rss_mb,
+};
 
 use crate::model::{Fill, Side, Symbol};
 use crate::orchestrator::{LifecycleEvent, OrderRecord, Recorder};
@@ -62,16 +68,21 @@ impl RunWriter {
         &self.dir
     }
 
-    /// Flushes the CSV files and writes `summary.json`.
-    pub fn finish(mut self, summary: &Summary) -> io::Result<()> {
+    /// Flushes the CSV files and writes `summary.json` and `report.html`.
+    pub fn finish(mut self, summary: &Summary, series: &Series, trips: &[RoundTrip]) -> io::Result<()> {
         self.equity.flush()?;
         self.trades.flush()?;
         self.orders.flush()?;
         self.positions.flush()?;
         self.fills.flush()?;
-        let json = serde_json::to_string_pretty(summary).map_err(io::Error::other)?;
-        std::fs::write(self.dir.join("summary.json"), json + "\n")
+        std::fs::write(self.dir.join("summary.json"), summary_json(summary)? + "\n")?;
+        std::fs::write(self.dir.join("report.html"), html::render(summary, series, trips))
     }
+}
+
+/// `summary.json`'s text, which `--json` also prints.
+pub fn summary_json(summary: &Summary) -> io::Result<String> {
+    serde_json::to_string_pretty(summary).map_err(io::Error::other)
 }
 
 // Decimals in files are normalized: `12.5`, not `12.500000`.

@@ -2,11 +2,15 @@
 
 use std::collections::BTreeMap;
 
+use rust_decimal::Decimal;
 use serde::Serialize;
 
+use super::series::Series;
 use crate::config::{Grants, Limits, RunConfig};
+use crate::metrics::{self, ReturnStats, TradeStats};
 use crate::model::{ConfigValue, SourceInfo, Symbol};
 use crate::orchestrator::{FaultRecord, HealthReport, RunStats};
+use crate::portfolio::RoundTrip;
 use crate::runtime::CacheOutcome;
 
 #[derive(Debug, Serialize)]
@@ -56,6 +60,7 @@ pub struct Summary {
     pub config_file: String,
     /// The configuration as used, after command-line and environment overrides.
     pub config: RunConfig,
+    pub metrics: Metrics,
     pub timing: Timing,
 }
 
@@ -130,4 +135,119 @@ pub fn peak_rss_mb() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
+}
+
+/// `summary.json`'s `metrics`: the portfolio, the buy-and-hold benchmark and
+/// each symbol. Formulas and conventions: `docs/metrics.md`.
+#[derive(Debug, Serialize)]
+pub struct Metrics {
+    pub conventions: Conventions,
+    pub portfolio: PortfolioMetrics,
+    /// Buy-and-hold of the same symbols (see `conventions.benchmark`).
+    pub benchmark: ReturnStats,
+    pub symbols: Vec<SymbolMetrics>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Conventions {
+    /// Bars per year, inferred from the portfolio's timestamps.
+    pub periods_per_year: Option<f64>,
+    pub annualisation: &'static str,
+    #[serde(rename = "risk_free_rate_pct")]
+    pub risk_free_rate: f64,
+    pub standard_deviation: &'static str,
+    pub benchmark: &'static str,
+    pub per_symbol: &'static str,
+    pub formulas: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PortfolioMetrics {
+    #[serde(flatten)]
+    pub returns: ReturnStats,
+    #[serde(flatten)]
+    pub trades: TradeStats,
+    /// Share of timestamps that closed with any position open.
+    #[serde(serialize_with = "crate::metrics::optional_pct", rename = "exposure_pct")]
+    pub exposure: Option<f64>,
+    /// Traded notional / mean equity.
+    #[serde(serialize_with = "crate::metrics::optional_ratio")]
+    pub turnover: Option<f64>,
+    #[serde(serialize_with = "crate::metrics::money")]
+    pub traded_notional: Decimal,
+    #[serde(serialize_with = "crate::metrics::money")]
+    pub fees_paid: Decimal,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SymbolMetrics {
+    pub symbol: Symbol,
+    pub bars: u64,
+    /// The sleeve's stake: start cash / number of symbols.
+    #[serde(serialize_with = "crate::metrics::money")]
+    pub allocation: Decimal,
+    #[serde(flatten)]
+    pub returns: ReturnStats,
+    #[serde(flatten)]
+    pub trades: TradeStats,
+    /// Share of the symbol's bars that closed with a position open.
+    #[serde(serialize_with = "crate::metrics::optional_pct", rename = "exposure_pct")]
+    pub exposure: Option<f64>,
+    /// Traded notional / the sleeve's mean value.
+    #[serde(serialize_with = "crate::metrics::optional_ratio")]
+    pub turnover: Option<f64>,
+    #[serde(serialize_with = "crate::metrics::money")]
+    pub traded_notional: Decimal,
+    #[serde(serialize_with = "crate::metrics::money")]
+    pub fees_paid: Decimal,
+    pub benchmark: ReturnStats,
+}
+
+/// The metrics of a run from its curves and round trips. `risk_free` is an
+/// annual rate (0.04 is 4%).
+pub fn metrics(series: &Series, trips: &[RoundTrip], risk_free: f64) -> Metrics {
+    let start = series.start_cash_f64();
+    let per_year = metrics::periods_per_year(&series.portfolio);
+    let share = |part: u64, whole: usize| (whole > 0).then(|| part as f64 / whole as f64);
+    let portfolio = PortfolioMetrics {
+        returns: metrics::return_stats(start, &series.portfolio, per_year, risk_free),
+        trades: metrics::trade_stats(trips.iter().map(|t| t.pnl)),
+        exposure: share(series.timestamps_in_market, series.portfolio.len()),
+        turnover: metrics::turnover(series.traded_notional, metrics::mean_value(&series.portfolio)),
+        traded_notional: series.traded_notional,
+        fees_paid: series.fees,
+    };
+    let symbols = series
+        .symbols
+        .iter()
+        .map(|s| {
+            let per_year = s.sleeve.periods_per_year();
+            SymbolMetrics {
+                symbol: s.symbol.clone(),
+                bars: s.bars,
+                allocation: s.allocation,
+                returns: s.sleeve.stats(per_year, risk_free),
+                trades: metrics::trade_stats(trips.iter().filter(|t| t.symbol == s.symbol).map(|t| t.pnl)),
+                exposure: share(s.bars_in_market, s.sleeve.points() as usize),
+                turnover: metrics::turnover(s.traded_notional, s.sleeve.mean_value()),
+                traded_notional: s.traded_notional,
+                fees_paid: s.fees,
+                benchmark: s.benchmark.stats(per_year, risk_free),
+            }
+        })
+        .collect();
+    Metrics {
+        conventions: Conventions {
+            periods_per_year: per_year.map(|p| (p * 1e4).round() / 1e4),
+            annualisation: "bar returns annualised with the bars per year observed in the run (returns / years spanned, 365.25-day years)",
+            risk_free_rate: risk_free * 100.0,
+            standard_deviation: "sample (n - 1) for volatility and Sharpe; Sortino's downside deviation divides by n",
+            benchmark: "buy-and-hold: start cash split equally across the symbols, each share bought at its symbol's first close, no fees, held to the end",
+            per_symbol: "each symbol is a sleeve of start cash / N holding that symbol's own fills, fees and position",
+            formulas: "docs/metrics.md",
+        },
+        portfolio,
+        benchmark: metrics::return_stats(start, &series.benchmark, per_year, risk_free),
+        symbols,
+    }
 }

@@ -6,6 +6,11 @@
 //! header are comments; a comment that says `SYNTHETIC` marks the data as
 //! generated, and reports say so. The file is streamed, never loaded whole,
 //! and every bad row is reported with its file and line.
+//!
+//! Yahoo Finance's download format is read too, recognised by its header
+//! `Date,Open,High,Low,Close,Adj Close,Volume`. `Close` is the close used;
+//! `Adj Close` (adjusted for dividends) must be a number but is not used.
+//! Rows Yahoo fills with `null` (a day without data) are skipped.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -16,6 +21,14 @@ mod fast;
 mod timestamp;
 
 const HEADER: &str = "timestamp,open,high,low,close,volume";
+const YAHOO_HEADER: &str = "Date,Open,High,Low,Close,Adj Close,Volume";
+
+/// The two layouts a file may have, told apart by the header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Strata,
+    Yahoo,
+}
 
 pub struct CsvData {
     dir: String,
@@ -30,6 +43,7 @@ struct Reader {
     previous: Option<Timestamp>,
     done: bool,
     line: String,
+    format: Format,
 }
 
 impl DataSource for CsvData {
@@ -64,13 +78,17 @@ impl DataSource for CsvData {
             previous: None,
             done: false,
             line: String::new(),
+            format: Format::Strata,
         };
         let comments = reader.read_header()?;
         let synthetic = comments.iter().any(|c| c.to_ascii_uppercase().contains("SYNTHETIC"));
-        let description = match comments.first() {
+        let mut description = match comments.first() {
             Some(first) => format!("{} ({first})", reader.path),
             None => reader.path.clone(),
         };
+        if reader.format == Format::Yahoo {
+            description.push_str(" [Yahoo Finance CSV: Close used, Adj Close ignored]");
+        }
         self.reader = Some(reader);
         Ok(SourceInfo { description, synthetic })
     }
@@ -153,7 +171,9 @@ impl Reader {
             if line.is_empty() {
                 continue;
             }
-            if !line.eq_ignore_ascii_case(HEADER) {
+            if line.eq_ignore_ascii_case(YAHOO_HEADER) {
+                self.format = Format::Yahoo;
+            } else if !line.eq_ignore_ascii_case(HEADER) {
                 return Err(self.error(format!("expected the header `{HEADER}`, found `{line}`")));
             }
             return Ok(comments);
@@ -162,7 +182,11 @@ impl Reader {
 
     /// The next row inside the range; `None` for a row before the range or at the end.
     fn next_bar(&mut self) -> Result<Option<Bar>> {
-        let bar = match self.next_common_row()? {
+        let fast = match self.format {
+            Format::Strata => self.next_common_row()?,
+            Format::Yahoo => None,
+        };
+        let bar = match fast {
             Some(bar) => bar,
             None => {
                 if !self.read_line()? {
@@ -173,7 +197,15 @@ impl Reader {
                 if line.trim().is_empty() {
                     return Err(self.error("empty line"));
                 }
-                parse_row(line).map_err(|m| self.error(m))?
+                let bar = match self.format {
+                    Format::Strata => parse_row(line),
+                    Format::Yahoo => match parse_yahoo_row(line) {
+                        Ok(Some(bar)) => Ok(bar),
+                        Ok(None) => return Ok(None),
+                        Err(m) => Err(m),
+                    },
+                };
+                bar.map_err(|m| self.error(m))?
             }
         };
         if let Some(prev) = self.previous
@@ -234,6 +266,25 @@ fn parse_row(line: &str) -> std::result::Result<Bar, String> {
     Ok(Bar { ts, open, high, low, close, volume })
 }
 
+/// A row of a Yahoo download: `Date,Open,High,Low,Close,Adj Close,Volume`.
+/// `None` for a row Yahoo filled with `null` (no data that day).
+fn parse_yahoo_row(line: &str) -> std::result::Result<Option<Bar>, String> {
+    let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+    if fields.len() != 7 {
+        return Err(format!("{} fields, expected 7: {YAHOO_HEADER}", fields.len()));
+    }
+    if fields[1..].iter().all(|f| f.eq_ignore_ascii_case("null")) {
+        return Ok(None);
+    }
+    let adj_close = fields[5];
+    if !adj_close.parse::<f64>().is_ok_and(f64::is_finite) {
+        return Err(format!("field `adj close`: `{adj_close}` is not a number"));
+    }
+    // The same checks and messages as the project's own layout.
+    let [date, open, high, low, close, _, volume] = fields[..] else { unreachable!("seven fields") };
+    parse_row(&format!("{date},{open},{high},{low},{close},{volume}")).map(Some)
+}
+
 plugin_sdk::export_data_source!(CsvData);
 
 #[cfg(test)]
@@ -246,6 +297,29 @@ mod tests {
         assert_eq!(bar.ts, 1_410_998_400_000);
         assert_eq!(bar.open, 456.8599853515625);
         assert_eq!(bar.volume, 34_483_200.0);
+    }
+
+    #[test]
+    fn yahoo_rows_use_close_and_skip_null_days() {
+        let bar =
+            parse_yahoo_row("2017-11-09,308.644989,329.451996,307.056000,320.884003,320.884003,893249984")
+                .unwrap()
+                .unwrap();
+        assert_eq!(
+            (bar.ts, bar.open, bar.close, bar.volume),
+            (1_510_185_600_000, 308.644989, 320.884003, 893_249_984.0)
+        );
+        assert_eq!(parse_yahoo_row("2020-04-17,null,null,null,null,null,null").unwrap(), None);
+        let cases = [
+            ("2020-04-17,1,2,0.5,null,1,10", "field `close`: `null` is not a number"),
+            ("2020-04-17,1,2,0.5,1,abc,10", "field `adj close`"),
+            ("2020-04-17,1,2,0.5,1,1", "6 fields, expected 7"),
+            ("2020-04-17,1,0.9,0.5,1,1,10", "inconsistent prices"),
+        ];
+        for (row, want) in cases {
+            let err = parse_yahoo_row(row).unwrap_err();
+            assert!(err.contains(want), "{row}: {err}");
+        }
     }
 
     #[test]
