@@ -120,11 +120,11 @@ mod tests {
     fn numbers_equal_what_str_parse_gives() {
         // A deterministic spread of magnitudes and precisions, printed the ways data files print them.
         let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        for i in 0..200_000 {
+        for i in 0..200_000i32 {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let value = (x % 10_000_000_000) as f64 / 10f64.powi((i % 12) as i32);
+            let value = (x % 10_000_000_000) as f64 / 10f64.powi(i % 12);
             for text in [format!("{value}"), format!("{value:.2}"), format!("{}", value as f32)] {
                 let want: f64 = text.parse().unwrap();
                 match number(text.as_bytes()) {
