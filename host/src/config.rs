@@ -117,6 +117,9 @@ pub struct RunSection {
     /// Bars handed to the data, analysis, regime and strategy slices per call.
     #[serde(default = "default_batch_size")]
     pub batch_size: u32,
+    /// Threads that run several symbols' slices at once; 0 = one per core.
+    #[serde(default)]
+    pub threads: usize,
 }
 
 impl Default for RunSection {
@@ -125,6 +128,7 @@ impl Default for RunSection {
             start_cash: default_start_cash(),
             seed: default_seed(),
             batch_size: default_batch_size(),
+            threads: 0,
         }
     }
 }

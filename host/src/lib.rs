@@ -2,23 +2,27 @@
 //! WebAssembly slices. The `host` binary is [`main`]; so is
 //! `host-next-interface`, the same program built against the next compatible
 //! interface version (docs/versioning.md).
+//!
+//! The public modules are the backtest loop and its domain types, for the
+//! benchmark's native floor (`bench/`), which runs the same loop over the
+//! plugin crates compiled natively. They are not a stable API.
 
 mod barfile;
 mod bindings;
 mod cli;
-mod clock;
-mod config;
+pub mod clock;
+pub mod config;
 mod fetch;
 mod metrics;
-mod model;
-mod orchestrator;
-mod portfolio;
-mod report;
-mod risk;
+pub mod model;
+pub mod orchestrator;
+pub mod portfolio;
+pub mod report;
+pub mod risk;
 mod runtime;
 mod session;
-mod slice;
-mod time;
+pub mod slice;
+pub mod time;
 
 use std::process::ExitCode;
 

@@ -106,6 +106,27 @@ impl Session {
         Ok((data, source))
     }
 
+    /// Builds every symbol's chain, each with its own simulated clock.
+    ///
+    /// One after another: most of the time goes to the kernel mapping each
+    /// instance's memory (page faults, mmap, mprotect), which takes the
+    /// process's memory-map lock, so instantiating on two threads measured
+    /// slower, not faster; so did wasmtime's pooling allocator.
+    pub fn chains(
+        &self,
+        symbols: &[Symbol],
+        start: Option<Timestamp>,
+        end: Option<Timestamp>,
+    ) -> Result<Vec<(Chain, SimClock)>> {
+        symbols
+            .iter()
+            .map(|symbol| {
+                let clock = SimClock::new();
+                self.chain(symbol, start, end, &clock).map(|chain| (chain, clock))
+            })
+            .collect()
+    }
+
     /// Builds the six-slice chain of `symbol`: fresh instances, nothing shared
     /// with any other symbol.
     pub fn chain(
@@ -175,16 +196,20 @@ impl Session {
 }
 
 /// Fresh instances for the backtest loop (replaying a failed batch,
-/// replacing a failed slice), sharing the run's simulated clock.
+/// replacing a failed slice).
 pub struct Factory<'a> {
     pub session: &'a Session,
-    pub clock: SimClock,
 }
 
 impl Factory<'_> {
-    fn args(&self, kind: SliceKind, symbol: &Symbol) -> (&Plugin, Sandbox, &[(String, ConfigValue)]) {
+    fn args(
+        &self,
+        kind: SliceKind,
+        symbol: &Symbol,
+        clock: &SimClock,
+    ) -> (&Plugin, Sandbox, &[(String, ConfigValue)]) {
         let s = self.session;
-        (s.plugin(kind), s.sandbox(kind, symbol, &self.clock), s.settings(kind))
+        (s.plugin(kind), s.sandbox(kind, symbol, clock), s.settings(kind))
     }
 }
 
@@ -194,35 +219,46 @@ impl SliceFactory for Factory<'_> {
         symbol: &Symbol,
         start: Option<Timestamp>,
         end: Option<Timestamp>,
+        clock: &SimClock,
     ) -> SliceResult<Box<dyn DataSlice>> {
-        let (plugin, sandbox, settings) = self.args(SliceKind::Data, symbol);
+        let (plugin, sandbox, settings) = self.args(SliceKind::Data, symbol, clock);
         let mut data = self.session.runtime.data_slice(plugin, &sandbox, settings)?;
         data.open(symbol, start, end)?;
         Ok(data)
     }
 
-    fn analysis(&self, symbol: &Symbol) -> SliceResult<Box<dyn AnalysisSlice>> {
-        let (plugin, sandbox, settings) = self.args(SliceKind::Analysis, symbol);
+    fn analysis(&self, symbol: &Symbol, clock: &SimClock) -> SliceResult<Box<dyn AnalysisSlice>> {
+        let (plugin, sandbox, settings) = self.args(SliceKind::Analysis, symbol, clock);
         self.session.runtime.analysis_slice(plugin, &sandbox, settings)
     }
 
-    fn regime(&self, symbol: &Symbol, features: &[String]) -> SliceResult<Box<dyn RegimeSlice>> {
-        let (plugin, sandbox, settings) = self.args(SliceKind::Regime, symbol);
+    fn regime(
+        &self,
+        symbol: &Symbol,
+        features: &[String],
+        clock: &SimClock,
+    ) -> SliceResult<Box<dyn RegimeSlice>> {
+        let (plugin, sandbox, settings) = self.args(SliceKind::Regime, symbol, clock);
         self.session.runtime.regime_slice(plugin, &sandbox, settings, features)
     }
 
-    fn strategy(&self, symbol: &Symbol, features: &[String]) -> SliceResult<Box<dyn StrategySlice>> {
-        let (plugin, sandbox, settings) = self.args(SliceKind::Strategy, symbol);
+    fn strategy(
+        &self,
+        symbol: &Symbol,
+        features: &[String],
+        clock: &SimClock,
+    ) -> SliceResult<Box<dyn StrategySlice>> {
+        let (plugin, sandbox, settings) = self.args(SliceKind::Strategy, symbol, clock);
         self.session.runtime.strategy_slice(plugin, &sandbox, settings, features)
     }
 
-    fn sizing(&self, symbol: &Symbol) -> SliceResult<Box<dyn SizingSlice>> {
-        let (plugin, sandbox, settings) = self.args(SliceKind::Sizing, symbol);
+    fn sizing(&self, symbol: &Symbol, clock: &SimClock) -> SliceResult<Box<dyn SizingSlice>> {
+        let (plugin, sandbox, settings) = self.args(SliceKind::Sizing, symbol, clock);
         self.session.runtime.sizing_slice(plugin, &sandbox, settings)
     }
 
-    fn execution(&self, symbol: &Symbol) -> SliceResult<Box<dyn ExecutionSlice>> {
-        let (plugin, sandbox, settings) = self.args(SliceKind::Execution, symbol);
+    fn execution(&self, symbol: &Symbol, clock: &SimClock) -> SliceResult<Box<dyn ExecutionSlice>> {
+        let (plugin, sandbox, settings) = self.args(SliceKind::Execution, symbol, clock);
         self.session.runtime.execution_slice(plugin, &sandbox, settings)
     }
 }

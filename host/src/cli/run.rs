@@ -11,10 +11,9 @@ use rust_decimal::Decimal;
 
 use super::progress::Progress;
 use crate::barfile;
-use crate::clock::SimClock;
 use crate::config::LoadedConfig;
 use crate::model::{SliceKind, Symbol, Timestamp};
-use crate::orchestrator::{Backtest, BacktestSettings, ChainSetup, FaultSettings, Recorder, RunError};
+use crate::orchestrator::{Backtest, BacktestSettings, ChainSetup, Recorder, RunError};
 use crate::report::{self, ExecutionSummary, RunWriter, Series, SliceSummary, Summary, Tee, Timing};
 use crate::runtime::INTERFACE_VERSION;
 use crate::session::{Factory, Session};
@@ -75,6 +74,10 @@ pub struct RunArgs {
     /// Print summary.json to stdout instead of the text summary.
     #[arg(long)]
     pub json: bool,
+    /// Threads that run several symbols' slices at once [default: run.threads
+    /// in the config, 0 = one per core]. Results do not depend on it.
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {
@@ -105,14 +108,11 @@ pub fn execute(args: RunArgs) -> Result<ExitCode> {
 
     let started = Instant::now();
     let session = Session::open(config, &SliceKind::ALL)?;
-    let clock = SimClock::new();
     let instantiating = Instant::now();
-    let mut chains = Vec::with_capacity(symbols.len());
-    for symbol in &symbols {
-        chains.push(session.chain(symbol, start, end, &clock)?);
-    }
+    let threads = args.threads.unwrap_or(session.config.config.run.threads);
+    let mut chains = session.chains(&symbols, start, end)?;
     let instantiate_ms = instantiating.elapsed().as_secs_f64() * 1e3;
-    let fill_model = chains[0].slices.execution.fill_model()?;
+    let fill_model = chains[0].0.slices.execution.fill_model()?;
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
 
     let out = match &args.out {
@@ -125,35 +125,21 @@ pub fn execute(args: RunArgs) -> Result<ExitCode> {
     let mut writer =
         RunWriter::create(&out).with_context(|| format!("cannot create run folder {}", out.display()))?;
 
-    let run = &session.config.config;
-    let settings = BacktestSettings {
-        start_cash: run.run.start_cash,
-        start,
-        end,
-        batch_size: run.run.batch_size,
-        faults: FaultSettings {
-            policy: run.faults.policy,
-            cooldown_bars: run.faults.cooldown_bars,
-            flatten: run.faults.flatten,
-            liquidation_fee_bps: run.faults.liquidation_fee_bps,
-            max_faults_per_symbol: run.faults.max_faults_per_symbol,
-        },
-        risk: run.risk.clone(),
-        shorting: run.shorting.clone(),
-        live: false,
-    };
+    let mut settings = BacktestSettings::from_config(&session.config.config, start, end);
+    settings.threads = threads;
     let setups = chains
         .into_iter()
-        .map(|c| ChainSetup {
+        .map(|(c, clock)| ChainSetup {
             symbol: c.symbol,
+            clock,
             slices: c.slices,
             features: c.features,
             source: Some(c.source),
         })
         .collect();
-    let factory = Factory { session: &session, clock: clock.clone() };
+    let factory = Factory { session: &session };
     let mut series = Series::new(settings.start_cash, &symbols, args.risk_free_rate);
-    let mut backtest = Backtest::new(setups, settings, clock, Some(&factory));
+    let mut backtest = Backtest::new(setups, settings, Some(&factory));
     // A progress bar only for a person watching: not in pipes, scripts or --quiet.
     let mut progress = (std::io::stdout().is_terminal() && !args.quiet && !args.json)
         .then(|| Progress::new(end.or_else(|| last_bar_in_files(&session, &symbols))));
@@ -188,6 +174,11 @@ pub fn execute(args: RunArgs) -> Result<ExitCode> {
             println!("  screenshot    {}", png.display());
         }
     }
+    // Everything the run leaves is written. Tearing down thousands of
+    // instances (unmapping their memories) would take a user's time for
+    // nothing: the process is about to exit, and the OS reclaims it at once.
+    std::mem::forget(backtest);
+    std::mem::forget(session);
     match result {
         Ok(()) if summary.risk_stop.is_some() => Ok(ExitCode::from(RISK_STOP_EXIT)),
         Ok(()) => Ok(ExitCode::SUCCESS),

@@ -159,18 +159,18 @@ impl Backtest<'_> {
             });
         };
         let chain = &mut self.chains[i];
-        let symbol = chain.symbol.clone();
+        let (symbol, clock) = (chain.symbol.clone(), chain.clock.clone());
         match kind {
             SliceKind::Data => {
                 let start = chain.last_ts.max(at).map(|t| t + 1).or(self.settings.start);
-                let fresh = factory.data(&symbol, start, self.settings.end)?;
+                let fresh = factory.data(&symbol, start, self.settings.end, &clock)?;
                 let old = std::mem::replace(&mut chain.slices.data, fresh);
                 chain.retire(kind, old.health());
             }
             SliceKind::Analysis | SliceKind::Regime | SliceKind::Strategy => {
-                let analysis = factory.analysis(&symbol)?;
-                let regime = factory.regime(&symbol, &chain.features)?;
-                let strategy = factory.strategy(&symbol, &chain.features)?;
+                let analysis = factory.analysis(&symbol, &clock)?;
+                let regime = factory.regime(&symbol, &chain.features, &clock)?;
+                let strategy = factory.strategy(&symbol, &chain.features, &clock)?;
                 let old = std::mem::replace(&mut chain.slices.analysis, analysis);
                 chain.retire(SliceKind::Analysis, old.health());
                 let old = std::mem::replace(&mut chain.slices.regime, regime);
@@ -182,11 +182,11 @@ impl Backtest<'_> {
                 chain.batch.signals.retain(|s| (s.bar_index as usize) < cursor);
             }
             SliceKind::Sizing => {
-                let old = std::mem::replace(&mut chain.slices.sizing, factory.sizing(&symbol)?);
+                let old = std::mem::replace(&mut chain.slices.sizing, factory.sizing(&symbol, &clock)?);
                 chain.retire(kind, old.health());
             }
             SliceKind::Execution => {
-                let fresh = factory.execution(&symbol)?;
+                let fresh = factory.execution(&symbol, &clock)?;
                 let reason = "cancelled by the host: the execution slice was replaced after a fault";
                 // The new instance never saw these orders: the host closes them itself.
                 self.close_book(i, None, OrderStatus::Cancelled, reason, recorder).map_err(|e| {

@@ -32,7 +32,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::clock::SimClock;
-use crate::config::{FaultPolicy, ShortingSection};
+use crate::config::{FaultPolicy, RunConfig, ShortingSection};
 use crate::model::{
     Bar, Fill, Order, OrderId, OrderType, Side, SliceKind, SourceInfo, Symbol, TimeInForce, Timestamp,
 };
@@ -114,20 +114,33 @@ struct PositionLife {
 }
 
 /// Builds fresh slice instances for a symbol, so the loop can replay a failed
-/// batch and recover from faults.
-pub trait SliceFactory {
+/// batch and recover from faults. Instances read `clock`, the simulated time
+/// of their symbol's chain. Shared by the threads that fill symbols' batches
+/// in parallel.
+pub trait SliceFactory: Sync {
     /// A data slice opened on `symbol` for bars in `[start, end]`.
     fn data(
         &self,
         symbol: &Symbol,
         start: Option<Timestamp>,
         end: Option<Timestamp>,
+        clock: &SimClock,
     ) -> SliceResult<Box<dyn DataSlice>>;
-    fn analysis(&self, symbol: &Symbol) -> SliceResult<Box<dyn AnalysisSlice>>;
-    fn regime(&self, symbol: &Symbol, features: &[String]) -> SliceResult<Box<dyn RegimeSlice>>;
-    fn strategy(&self, symbol: &Symbol, features: &[String]) -> SliceResult<Box<dyn StrategySlice>>;
-    fn sizing(&self, symbol: &Symbol) -> SliceResult<Box<dyn SizingSlice>>;
-    fn execution(&self, symbol: &Symbol) -> SliceResult<Box<dyn ExecutionSlice>>;
+    fn analysis(&self, symbol: &Symbol, clock: &SimClock) -> SliceResult<Box<dyn AnalysisSlice>>;
+    fn regime(
+        &self,
+        symbol: &Symbol,
+        features: &[String],
+        clock: &SimClock,
+    ) -> SliceResult<Box<dyn RegimeSlice>>;
+    fn strategy(
+        &self,
+        symbol: &Symbol,
+        features: &[String],
+        clock: &SimClock,
+    ) -> SliceResult<Box<dyn StrategySlice>>;
+    fn sizing(&self, symbol: &Symbol, clock: &SimClock) -> SliceResult<Box<dyn SizingSlice>>;
+    fn execution(&self, symbol: &Symbol, clock: &SimClock) -> SliceResult<Box<dyn ExecutionSlice>>;
 }
 
 /// The life of one order, written when it leaves the book (or at the end of the run).
@@ -204,6 +217,18 @@ impl Default for FaultSettings {
     }
 }
 
+/// Threads for `jobs` independent pieces of work (symbols' chains): `threads`
+/// of them, 0 meaning one per core, never more than the jobs. `None` when
+/// one thread would do it all: threads only pay off with several jobs.
+pub fn worker_pool(threads: usize, jobs: usize) -> Option<rayon::ThreadPool> {
+    let threads = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+    .min(jobs.max(1));
+    (threads > 1).then(|| rayon::ThreadPoolBuilder::new().num_threads(threads).build().ok()).flatten()
+}
+
 /// Inputs of a backtest besides the slices.
 #[derive(Debug, Clone)]
 pub struct BacktestSettings {
@@ -217,6 +242,32 @@ pub struct BacktestSettings {
     /// A live feed (paper and live modes): a data slice with no new bar is
     /// waiting for one, not finished.
     pub live: bool,
+    /// Threads that fill symbols' batches in parallel; 0 means one per core.
+    /// The results do not depend on it.
+    pub threads: usize,
+}
+
+impl BacktestSettings {
+    /// A backtest of `config` between `start` and `end` (inclusive).
+    pub fn from_config(config: &RunConfig, start: Option<Timestamp>, end: Option<Timestamp>) -> Self {
+        BacktestSettings {
+            start_cash: config.run.start_cash,
+            start,
+            end,
+            batch_size: config.run.batch_size,
+            faults: FaultSettings {
+                policy: config.faults.policy,
+                cooldown_bars: config.faults.cooldown_bars,
+                flatten: config.faults.flatten,
+                liquidation_fee_bps: config.faults.liquidation_fee_bps,
+                max_faults_per_symbol: config.faults.max_faults_per_symbol,
+            },
+            risk: config.risk.clone(),
+            shorting: config.shorting.clone(),
+            live: false,
+            threads: config.run.threads,
+        }
+    }
 }
 
 /// What one call to [`Backtest::advance`] did.
@@ -312,6 +363,8 @@ struct WorkingOrder {
 struct Chain {
     index: usize,
     symbol: Symbol,
+    /// The simulated time this chain's slices see.
+    clock: SimClock,
     slices: SymbolSlices,
     features: Vec<String>,
     source: Option<SourceInfo>,
@@ -345,14 +398,20 @@ impl Chain {
         entry.0.absorb(&health);
         entry.1 += 1;
     }
+
+    /// True when the next batch can be pulled: nothing left, nothing pending.
+    fn needs_batch(&self) -> bool {
+        self.active && !self.ended && self.batch.exhausted() && self.batch.fault.is_none()
+    }
 }
 
 /// A backtest over ready-made slice chains.
 pub struct Backtest<'f> {
     chains: Vec<Chain>,
     ledger: Ledger,
-    clock: SimClock,
     settings: BacktestSettings,
+    /// Fills the batches of several symbols at once; `None` for one thread.
+    pool: Option<rayon::ThreadPool>,
     factory: Option<&'f dyn SliceFactory>,
     next_order_id: u64,
     stats: RunStats,
@@ -372,6 +431,8 @@ pub struct Backtest<'f> {
 /// slice's feature names, and where its data comes from.
 pub struct ChainSetup {
     pub symbol: Symbol,
+    /// The clock the chain's slices were built with.
+    pub clock: SimClock,
     pub slices: SymbolSlices,
     pub features: Vec<String>,
     pub source: Option<SourceInfo>,
@@ -383,16 +444,16 @@ impl<'f> Backtest<'f> {
     pub fn new(
         chains: Vec<ChainSetup>,
         settings: BacktestSettings,
-        clock: SimClock,
         factory: Option<&'f dyn SliceFactory>,
     ) -> Self {
         let symbols: Vec<Symbol> = chains.iter().map(|c| c.symbol.clone()).collect();
-        let chains = chains
+        let chains: Vec<Chain> = chains
             .into_iter()
             .enumerate()
             .map(|(index, c)| Chain {
                 index,
                 symbol: c.symbol,
+                clock: c.clock,
                 slices: c.slices,
                 features: c.features,
                 source: c.source,
@@ -411,11 +472,12 @@ impl<'f> Backtest<'f> {
             })
             .collect();
         let gate = RiskGate::new(settings.risk.clone(), settings.start_cash);
+        let pool = worker_pool(settings.threads, chains.len());
         Backtest {
             chains,
             ledger: Ledger::new(settings.start_cash, &symbols),
-            clock,
             settings,
+            pool,
             factory,
             next_order_id: 1,
             stats: RunStats::default(),
@@ -506,6 +568,7 @@ impl<'f> Backtest<'f> {
 
     /// Processes the next timestamp, if any symbol has a bar for it.
     pub fn advance(&mut self, recorder: &mut dyn Recorder) -> Result<Progress, RunError> {
+        self.fill_batches();
         let mut next: Option<Timestamp> = None;
         let mut waiting = false;
         for i in 0..self.chains.len() {
@@ -533,6 +596,22 @@ impl<'f> Backtest<'f> {
         Ok(())
     }
 
+    /// Pulls the next batch of every symbol that needs one. The symbols'
+    /// analysis, regime and strategy slices depend on their own bars only,
+    /// so with a thread pool they run at the same time; each chain has its
+    /// own instances and clock, so the results are the same either way.
+    fn fill_batches(&mut self) {
+        let (settings, factory) = (&self.settings, self.factory);
+        let mut due: Vec<&mut Chain> = self.chains.iter_mut().filter(|c| c.needs_batch()).collect();
+        match &self.pool {
+            Some(pool) if due.len() > 1 => {
+                use rayon::prelude::*;
+                pool.install(|| due.par_iter_mut().for_each(|chain| chain.refill(settings, factory)));
+            }
+            _ => due.into_iter().for_each(|chain| chain.refill(settings, factory)),
+        }
+    }
+
     /// Makes sure chain `i` has a next bar if its data has one, firing a
     /// fault that follows its last bar.
     fn prepare(&mut self, i: usize, recorder: &mut dyn Recorder) -> Result<(), RunError> {
@@ -554,7 +633,8 @@ impl<'f> Backtest<'f> {
             if !chain.active {
                 self.refill_for_liquidation(i, recorder)?;
             } else {
-                self.refill(i)?;
+                let (settings, factory) = (&self.settings, self.factory);
+                self.chains[i].refill(settings, factory);
                 let chain = &self.chains[i];
                 if chain.ended && chain.bars_done == 0 && chain.batch.fault.is_none() {
                     return Err(RunError::NoBars {
@@ -571,11 +651,13 @@ impl<'f> Backtest<'f> {
     }
 
     fn step(&mut self, ts: Timestamp, recorder: &mut dyn Recorder) -> Result<(), RunError> {
-        self.clock.set(ts);
         self.gate.begin(ts, self.ledger.equity());
         let mut active = std::mem::take(&mut self.active);
         active.clear();
         active.extend(self.chains.iter().filter(|c| c.peek().is_some_and(|b| b.ts == ts)).map(|c| c.index));
+        for &i in &active {
+            self.chains[i].clock.set(ts);
+        }
 
         for &i in &active {
             let bar = self.chains[i].batch.bars[self.chains[i].batch.cursor];

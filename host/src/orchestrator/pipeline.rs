@@ -2,7 +2,7 @@
 //! regime and strategy, every output checked; and locating a failure to its
 //! bar by replaying the symbol on fresh instances.
 
-use super::{Backtest, RunError, SliceFactory};
+use super::{Chain, SliceFactory};
 use crate::model::{Bar, OrderType, Regime, Signal, SliceKind, Timestamp};
 use crate::slice::{
     AnalysisSlice, DataSlice, Failure, RegimeSlice, SliceError, SliceHealth, SliceResult, StrategySlice,
@@ -165,12 +165,11 @@ fn check_signal(signal: &Signal, previous: Option<u32>, bars: usize) -> Result<(
     Ok(())
 }
 
-impl Backtest<'_> {
+impl Chain {
     /// Pulls the next batch through data -> analysis -> regime -> strategy.
     /// A failure is located to its bar and left pending in the batch.
-    pub(super) fn refill(&mut self, i: usize) -> Result<(), RunError> {
-        let settings = &self.settings;
-        let chain = &mut self.chains[i];
+    pub(super) fn refill(&mut self, settings: &BacktestSettings, factory: Option<&dyn SliceFactory>) {
+        let chain = self;
         chain.batch.clear();
         let mut bars = Vec::with_capacity(settings.batch_size as usize);
         let data_label = chain.slices.data.label().clone();
@@ -187,7 +186,7 @@ impl Backtest<'_> {
             if bars.is_empty() {
                 return Ok(());
             }
-            self.clock.set(bars[bars.len() - 1].ts);
+            chain.clock.set(bars[bars.len() - 1].ts);
             let s = &mut chain.slices;
             let mut pipeline =
                 Pipeline { analysis: &mut *s.analysis, regime: &mut *s.regime, strategy: &mut *s.strategy };
@@ -202,19 +201,24 @@ impl Backtest<'_> {
             }
             Err(error) => {
                 let failed_len = bars.len().max(settings.batch_size as usize);
-                self.locate_fault(i, error, failed_len)?;
+                chain.locate_fault(settings, factory, error, failed_len);
             }
         }
-        Ok(())
     }
 
     /// Replays chain `i` from its first bar on fresh instances (whole batches
     /// up to the failed one, then bar by bar) and leaves the bars before the
     /// failure in its batch with the failure pending on the bar it recurs on.
     /// The chain continues on the fresh instances.
-    fn locate_fault(&mut self, i: usize, error: SliceError, failed_len: usize) -> Result<(), RunError> {
-        let replay = self.factory.map(|factory| self.replay(i, factory, failed_len));
-        let chain = &mut self.chains[i];
+    fn locate_fault(
+        &mut self,
+        settings: &BacktestSettings,
+        factory: Option<&dyn SliceFactory>,
+        error: SliceError,
+        failed_len: usize,
+    ) {
+        let replay = factory.map(|factory| self.replay(settings, factory, failed_len));
+        let chain = self;
         chain.batch.clear();
         match replay {
             Some(Ok((slices, batch))) => {
@@ -242,24 +246,23 @@ impl Backtest<'_> {
             }
             None => chain.batch.fault = Some(PendingFault { at: 0, ts: None, error }),
         }
-        Ok(())
     }
 
     /// Fresh data, analysis, regime and strategy instances replayed up to the
     /// failed batch, and that batch processed bar by bar until it fails.
     fn replay(
         &self,
-        i: usize,
+        settings: &BacktestSettings,
         factory: &dyn SliceFactory,
         failed_len: usize,
     ) -> Result<(FreshPipeline, Batch), SliceError> {
-        let chain = &self.chains[i];
-        let symbol = &chain.symbol;
+        let chain = self;
+        let (symbol, clock) = (&chain.symbol, &chain.clock);
         let mut fresh = FreshPipeline {
-            data: factory.data(symbol, self.settings.start, self.settings.end)?,
-            analysis: factory.analysis(symbol)?,
-            regime: factory.regime(symbol, &chain.features)?,
-            strategy: factory.strategy(symbol, &chain.features)?,
+            data: factory.data(symbol, settings.start, settings.end, clock)?,
+            analysis: factory.analysis(symbol, clock)?,
+            regime: factory.regime(symbol, &chain.features, clock)?,
+            strategy: factory.strategy(symbol, &chain.features, clock)?,
         };
         let width = chain.features.len();
         let diverged = |what: String| SliceError::invalid(fresh_label(&chain.slices), what);
@@ -268,11 +271,11 @@ impl Backtest<'_> {
         if let Some(done) = chain.last_ts {
             while previous.is_none_or(|p| p < done) {
                 let mut bars = Vec::new();
-                fresh.data.next_batch(self.settings.batch_size, &mut bars)?;
+                fresh.data.next_batch(settings.batch_size, &mut bars)?;
                 if bars.is_empty() || bars[bars.len() - 1].ts > done {
                     return Err(diverged("the data slice gave different bars on replay".into()));
                 }
-                self.clock.set(bars[bars.len() - 1].ts);
+                clock.set(bars[bars.len() - 1].ts);
                 let mut sink = Batch::default();
                 fresh.pipeline().run(&bars, width, &mut sink)?;
                 previous = Some(bars[bars.len() - 1].ts);
@@ -287,13 +290,13 @@ impl Backtest<'_> {
                 break;
             }
             let Some(bar) = bars.first().copied() else { break };
-            if let Err(m) = check_bar(&bar, previous, &self.settings) {
+            if let Err(m) = check_bar(&bar, previous, settings) {
                 let error = SliceError::invalid(fresh.data.label(), m);
                 batch.fault = Some(PendingFault { at: batch.bars.len(), ts: Some(bar.ts), error });
                 break;
             }
             previous = Some(bar.ts);
-            self.clock.set(bar.ts);
+            clock.set(bar.ts);
             if let Err(error) = fresh.pipeline().run(&bars, width, &mut batch) {
                 // The bar itself is sound market data: it is still filled and
                 // marked; only its decisions are lost.
