@@ -9,6 +9,7 @@ mod clock;
 mod config;
 mod model;
 mod orchestrator;
+mod paper;
 mod portfolio;
 mod report;
 mod risk;

@@ -20,6 +20,7 @@
 //! the bar it failed on: backtests are deterministic, so the failure recurs.
 
 mod faults;
+mod live;
 mod orders;
 mod pipeline;
 mod positions;
@@ -34,7 +35,8 @@ use serde::Serialize;
 use crate::clock::SimClock;
 use crate::config::{FaultPolicy, ShortingSection};
 use crate::model::{
-    Bar, Fill, Order, OrderId, OrderType, Side, SliceKind, SourceInfo, Symbol, TimeInForce, Timestamp,
+    Bar, Fill, Order, OrderId, OrderType, Regime, Side, Signal, SliceKind, SourceInfo, Symbol, TimeInForce,
+    Timestamp,
 };
 use crate::portfolio::{Ledger, RoundTrip};
 use crate::risk::{RiskGate, RiskLimits};
@@ -48,12 +50,31 @@ use pipeline::Batch;
 
 /// Receives what a run produces, as it happens.
 pub trait Recorder {
+    /// What the pipeline made of one symbol's bar, just before the host acts
+    /// on it. Only called when [`Backtest::record_decisions`] is on (paper
+    /// mode's audit trail and `host replay`), so backtests pay nothing.
+    fn decision(&mut self, _decision: &Decision<'_>) -> io::Result<()> {
+        Ok(())
+    }
     fn equity(&mut self, ts: Timestamp, cash: Decimal, equity: Decimal) -> io::Result<()>;
     fn order(&mut self, order: &OrderRecord) -> io::Result<()>;
     fn round_trip(&mut self, trip: &RoundTrip) -> io::Result<()>;
     fn lifecycle(&mut self, event: &LifecycleEvent) -> io::Result<()>;
     /// A fill the host applied to the ledger (from the execution slice, or its own closing trade).
     fn fill(&mut self, symbol: &Symbol, side: Side, fill: &Fill) -> io::Result<()>;
+}
+
+/// The inputs and outputs of the decision slices for one symbol's bar.
+#[derive(Debug, Clone, Copy)]
+pub struct Decision<'a> {
+    pub symbol: &'a Symbol,
+    pub bar: &'a Bar,
+    /// The analysis slice's values for this bar, in the order of `feature_names`.
+    pub features: &'a [f64],
+    pub feature_names: &'a [String],
+    pub regime: Regime,
+    /// The strategy's signal on this bar, if it made one.
+    pub signal: Option<Signal>,
 }
 
 /// Where a position is in its life.
@@ -358,6 +379,8 @@ pub struct Backtest<'f> {
     stopped: Option<String>,
     next_position_id: u64,
     active: Vec<usize>,
+    /// Call [`Recorder::decision`] for every symbol's bar.
+    record_decisions: bool,
 }
 
 /// A symbol's ready-made chain: its slices (data already opened), the analysis
@@ -418,6 +441,7 @@ impl<'f> Backtest<'f> {
             stopped: None,
             next_position_id: 1,
             active: Vec::new(),
+            record_decisions: false,
         }
     }
 
@@ -603,6 +627,18 @@ impl<'f> Backtest<'f> {
                 .get(chain.batch.next_signal)
                 .filter(|s| s.bar_index as usize == cursor)
                 .copied();
+            if self.record_decisions {
+                let width = chain.features.len();
+                let batch = &chain.batch;
+                recorder.decision(&Decision {
+                    symbol: &chain.symbol,
+                    bar: &batch.bars[cursor],
+                    features: batch.features.get(cursor * width..(cursor + 1) * width).unwrap_or_default(),
+                    feature_names: &chain.features,
+                    regime: batch.regimes.get(cursor).copied().unwrap_or(Regime::Unknown),
+                    signal: signal.filter(|_| chain.active),
+                })?;
+            }
             if let Some(signal) = signal {
                 chain.batch.next_signal += 1;
                 if chain.active {

@@ -13,7 +13,7 @@
 //! written (no line end yet) waits for its end. The feed never ends by itself.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
 
 use plugin_sdk::{Bar, Config, DataSource, Error, Manifest, Param, Result, SourceInfo, TimeRange, Timestamp};
 
@@ -41,6 +41,8 @@ struct Reader {
     at_end: bool,
     /// Following: `line` holds the start of a row whose end is not written yet.
     partial: bool,
+    /// Following: bytes of complete lines read so far.
+    consumed: u64,
 }
 
 impl DataSource for CsvData {
@@ -82,6 +84,7 @@ impl DataSource for CsvData {
             follow: self.follow,
             at_end: false,
             partial: false,
+            consumed: 0,
         };
         let comments = reader.read_header()?;
         let synthetic = comments.iter().any(|c| c.to_ascii_uppercase().contains("SYNTHETIC"));
@@ -95,7 +98,9 @@ impl DataSource for CsvData {
 
     fn next_batch(&mut self, max: usize, bars: &mut Vec<Bar>) -> Result<()> {
         let reader = self.reader.as_mut().ok_or_else(|| Error::new("next-batch before open"))?;
-        reader.at_end = false;
+        if reader.at_end {
+            reader.reopen()?;
+        }
         while bars.len() < max && !reader.done && !reader.at_end {
             if let Some(bar) = reader.next_bar()? {
                 bars.push(bar);
@@ -146,8 +151,23 @@ impl Reader {
         self.partial = false;
         if n > 0 {
             self.line_no += 1;
+            self.consumed += self.line.len() as u64;
         }
         Ok(n > 0)
+    }
+
+    /// Following: opens the file again after its end, where the last complete
+    /// line ended. A reader at the end of a file does not see what is
+    /// appended later in every sandbox (WASI file streams end for good), so
+    /// the file is reopened rather than read again.
+    fn reopen(&mut self) -> Result<()> {
+        let mut file = File::open(&self.path).map_err(|e| self.error(format!("cannot reopen: {e}")))?;
+        file.seek(SeekFrom::Start(self.consumed)).map_err(|e| self.error(format!("cannot seek: {e}")))?;
+        self.lines = BufReader::with_capacity(1 << 16, file);
+        self.line.clear();
+        self.partial = false;
+        self.at_end = false;
+        Ok(())
     }
 
     /// Skips leading comments (returned) and checks the header.
@@ -281,7 +301,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("csv-data-follow-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("FEED.csv");
-        std::fs::write(&path, "timestamp,open,high,low,close,volume\n2024-01-01,1,2,0.5,1.5,10\n2024-01-02,1.5,2").unwrap();
+        std::fs::write(
+            &path,
+            "timestamp,open,high,low,close,volume\n2024-01-01,1,2,0.5,1.5,10\n2024-01-02,1.5,2",
+        )
+        .unwrap();
         let config = plugin_sdk::Config::defaults(&CsvData::manifest())
             .with("dir", dir.to_str().unwrap())
             .with("follow", true);
