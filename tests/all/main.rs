@@ -5,5 +5,6 @@ mod backtest;
 mod bad_input;
 mod cli;
 mod orders;
+mod paper;
 mod plugin_authoring;
 mod sandbox;

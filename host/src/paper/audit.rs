@@ -149,6 +149,8 @@ pub struct AuditLog {
     file: File,
     /// The time of the last step line in the file.
     pub last_step: Option<Timestamp>,
+    /// Config generations the file has a line for.
+    pub generations: std::collections::BTreeSet<u64>,
 }
 
 impl AuditLog {
@@ -175,12 +177,18 @@ impl AuditLog {
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .find(|v| v["kind"] == "step")
             .and_then(|v| v["ts"].as_str().and_then(|t| super::feed::parse_ts(t).ok()));
+        let generations = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["kind"] == "config")
+            .filter_map(|v| v["generation"].as_u64())
+            .collect();
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
             .with_context(|| format!("cannot open the audit log {}", path.display()))?;
-        Ok(AuditLog { path: path.to_owned(), file, last_step })
+        Ok(AuditLog { path: path.to_owned(), file, last_step, generations })
     }
 
     pub fn path(&self) -> &Path {
@@ -188,13 +196,26 @@ impl AuditLog {
     }
 
     pub fn write(&mut self, line: &Value) -> Result<()> {
-        let mut text = serde_json::to_string(line)?;
-        text.push('\n');
+        self.write_all(std::slice::from_ref(line))
+    }
+
+    /// Appends `lines` in one write, so a crash keeps all or (after the
+    /// repair in `open`) none of them.
+    pub fn write_all(&mut self, lines: &[Value]) -> Result<()> {
+        let mut text = String::new();
+        for line in lines {
+            text.push_str(&serde_json::to_string(line)?);
+            text.push('\n');
+        }
         self.file
             .write_all(text.as_bytes())
             .with_context(|| format!("cannot write {}", self.path.display()))?;
-        if line["kind"] == "step" {
-            self.last_step = line["ts"].as_str().and_then(|t| super::feed::parse_ts(t).ok());
+        for line in lines {
+            if line["kind"] == "step" {
+                self.last_step = line["ts"].as_str().and_then(|t| super::feed::parse_ts(t).ok());
+            } else if let Some(g) = line["generation"].as_u64() {
+                self.generations.insert(g);
+            }
         }
         Ok(())
     }

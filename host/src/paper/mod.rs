@@ -331,10 +331,16 @@ pub fn run(opts: Options) -> Result<ExitCode> {
 
     let mut audit = AuditLog::open(&out.join("audit.jsonl"))?;
     if audit.last_step.is_none() && std::fs::metadata(audit.path()).map(|m| m.len()).unwrap_or(0) == 0 {
-        audit.write(&serde_json::json!({
+        let session = serde_json::json!({
             "kind": "session", "symbols": opts.symbols, "start_cash": start_cash.normalize().to_string(),
-        }))?;
-        audit.write(&config_line(&versions[0]))?;
+        });
+        audit.write_all(&[session, config_line(&versions[0])])?;
+    }
+    // A crash between recording a reload and logging it leaves the log without it.
+    for v in &versions {
+        if !audit.generations.contains(&u64::from(v.generation)) {
+            audit.write(&config_line(v))?;
+        }
     }
 
     // Replay what was committed.

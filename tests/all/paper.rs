@@ -1,0 +1,354 @@
+//! Paper mode end to end: the real `host` binary as a long-running process
+//! on a replay feed of the real BTC and ETH daily series, killed with
+//! SIGKILL and restarted, reloaded while it runs, scraped over HTTP, and its
+//! audit log replayed through the backtest engine. Every wait polls for a
+//! condition with a deadline; every process is killed when its test ends.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use strata_tests::*;
+
+const SYMBOLS: &str = "BTC-USD-1d,ETH-USD-1d";
+/// 2021 and 2022: 730 daily bars per symbol in both files.
+const FROM: &str = "2021-01-01";
+const TO: &str = "2022-12-31";
+const BARS: usize = 730;
+
+/// A paper session in a folder of its own: config, run folder, state database.
+struct Paper {
+    dir: tempfile::TempDir,
+    config: ConfigFile,
+    speed: String,
+    symbols: String,
+    from: String,
+    to: String,
+    runs: std::cell::Cell<u32>,
+}
+
+impl Paper {
+    /// The reference chain with fast moving averages (many signals), the
+    /// endpoint on a free port, and the default risk limits, which refuse
+    /// some orders (so refusals show in the metrics).
+    fn new(speed: &str) -> Self {
+        let mut config = ConfigFile::reference(&shared_data())
+            .slice("analysis", |s| s.config = "fast = 3, slow = 8".into());
+        config.paper.push(("http-port".into(), "0".into()));
+        Paper {
+            dir: tempdir(),
+            config,
+            speed: speed.into(),
+            symbols: SYMBOLS.into(),
+            from: FROM.into(),
+            to: TO.into(),
+            runs: std::cell::Cell::new(0),
+        }
+    }
+
+    fn out(&self) -> PathBuf {
+        self.dir.path().join("session")
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("run.toml")
+    }
+
+    fn write_config(&self, text: &str) {
+        // Write then rename, so the host never reads half a file.
+        let partial = self.dir.path().join("run.toml.partial");
+        std::fs::write(&partial, text).unwrap();
+        std::fs::rename(&partial, self.config_path()).unwrap();
+    }
+
+    fn args(&self) -> Vec<String> {
+        let out = self.out();
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "--mode".into(),
+            "paper".into(),
+            "--symbols".into(),
+            self.symbols.clone(),
+            "--config".into(),
+            self.config_path().display().to_string(),
+            "--out".into(),
+            out.display().to_string(),
+            "--speed".into(),
+            self.speed.clone(),
+        ];
+        for (flag, value) in [("--from", &self.from), ("--to", &self.to)] {
+            if !value.is_empty() {
+                args.extend([flag.to_owned(), value.clone()]);
+            }
+        }
+        args
+    }
+
+    /// Starts the host (writing the config first if there is none).
+    fn start(&self) -> Running {
+        if !self.config_path().exists() {
+            self.write_config(&self.config.to_toml());
+        }
+        let _ = std::fs::remove_file(self.out().join("http.addr"));
+        let n = self.runs.get() + 1;
+        self.runs.set(n);
+        let stderr = self.dir.path().join(format!("stderr-{n}.txt"));
+        let child = Command::new(host_bin())
+            .args(self.args())
+            .env_remove("STRATA_CONFIG")
+            .env_remove("STRATA_DATA_DIR")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(self.dir.path().join(format!("stdout-{n}.txt"))).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("start host");
+        Running { child: Some(child), stderr }
+    }
+
+    /// Starts the host and waits for it to end by itself.
+    fn run_to_end(&self) -> String {
+        let mut running = self.start();
+        let code = running.wait(Duration::from_secs(120));
+        let stderr = running.stderr();
+        assert_eq!(code, Some(0), "the session failed:\n{stderr}");
+        stderr
+    }
+
+    fn audit_steps(&self) -> Vec<Value> {
+        audit(&self.out()).into_iter().filter(|l| l["kind"] == "step").collect()
+    }
+
+    fn file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.out().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+}
+
+fn audit(out: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(out.join("audit.jsonl")).unwrap_or_default();
+    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+/// A running host, killed when dropped.
+struct Running {
+    child: Option<Child>,
+    stderr: PathBuf,
+}
+
+impl Running {
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    fn signal(&self, name: &str) {
+        let status =
+            Command::new("kill").args([&format!("-{name}"), &self.pid().to_string()]).status().unwrap();
+        assert!(status.success(), "kill -{name}");
+    }
+
+    fn kill9(&mut self) {
+        let mut child = self.child.take().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Waits for the process to exit; its exit code, or None on a timeout.
+    fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut().unwrap();
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Polls `f` until it gives a value, failing after `timeout`.
+fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// GET `path` from the session's endpoint; None while it is not serving.
+fn get(out: &Path, path: &str) -> Option<(u16, String)> {
+    let addr = std::fs::read_to_string(out.join("http.addr")).ok()?;
+    let mut stream = TcpStream::connect(addr.trim()).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let code = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, body.to_owned()))
+}
+
+fn health(out: &Path) -> Option<Value> {
+    let (code, body) = get(out, "/health")?;
+    (code == 200).then(|| serde_json::from_str(&body).ok()).flatten()
+}
+
+/// Bars processed so far for `symbol`, per /health.
+fn bars_done(out: &Path, symbol: &str) -> u64 {
+    health(out).and_then(|h| h["bars"][symbol].as_u64()).unwrap_or(0)
+}
+
+/// A tiny deterministic generator for kill times (xorshift).
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// The files that make up the ledger's history.
+const LEDGER_FILES: [&str; 5] = ["equity.csv", "fills.csv", "orders.csv", "trades.csv", "positions.csv"];
+
+#[test]
+fn killed_with_sigkill_24_times_the_session_ends_with_the_ledger_of_an_uninterrupted_run() {
+    // An uninterrupted session, as fast as the host goes.
+    let straight = Paper::new("max");
+    straight.run_to_end();
+    let summary: Value = serde_json::from_str(&straight.file("summary.json")).unwrap();
+    assert_eq!(summary["status"], "completed");
+    assert_eq!(summary["bars"], 2 * BARS as u64);
+    assert!(summary["fills"].as_u64().unwrap() > 20, "the strategy trades: {summary:#}");
+
+    // The same session at about 70 days of bars per second, killed at random points.
+    let killed = Paper::new("6000000x");
+    let seed =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    let mut rng = Rng(seed);
+    let mut kills_mid_run = 0;
+    let mut progress = Vec::new();
+    for _ in 0..24 {
+        let mut running = killed.start();
+        std::thread::sleep(Duration::from_millis(60 + rng.below(400)));
+        if running.alive() {
+            kills_mid_run += 1;
+        }
+        running.kill9();
+        progress.push(killed.audit_steps().len());
+    }
+    println!("kill seed {seed}: {kills_mid_run} kills mid-run; steps logged after each: {progress:?}");
+    assert!(kills_mid_run >= 20, "only {kills_mid_run} kills hit a running session (seed {seed})");
+    assert!(
+        progress.iter().filter(|&&p| p > 0 && p < BARS).count() >= 10,
+        "most kills should land mid-session, after some bars: steps logged after each kill {progress:?} (seed {seed})"
+    );
+    let stderr = killed.run_to_end();
+    for file in LEDGER_FILES {
+        assert_eq!(
+            killed.file(file),
+            straight.file(file),
+            "{file} differs from the uninterrupted run's (kill seed {seed}); last stderr:\n{stderr}"
+        );
+    }
+    let summary_killed: Value = serde_json::from_str(&killed.file("summary.json")).unwrap();
+    for key in ["final_cash", "final_equity", "fills", "bars", "trade_count"] {
+        assert_eq!(summary_killed[key], summary[key], "{key} (seed {seed})");
+    }
+    // The audit trail has every bar exactly once, in order.
+    let steps: Vec<String> =
+        killed.audit_steps().iter().map(|s| s["ts"].as_str().unwrap().to_owned()).collect();
+    let straight_steps: Vec<String> =
+        straight.audit_steps().iter().map(|s| s["ts"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(steps, straight_steps);
+    assert_eq!(steps.len(), BARS);
+}
+
+#[test]
+fn paper_fills_are_the_backtests_fills_on_the_same_bars() {
+    let paper = Paper::new("max");
+    paper.run_to_end();
+    let out = paper.dir.path().join("backtest");
+    let ran = host(&[
+        "run",
+        "--symbols",
+        SYMBOLS,
+        "--config",
+        paper.config_path().to_str().unwrap(),
+        "--from",
+        FROM,
+        "--to",
+        TO,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ran.ok(), "{ran:#?}");
+    let backtest = |name: &str| std::fs::read_to_string(out.join(name)).unwrap();
+    assert_eq!(paper.file("equity.csv"), backtest("equity.csv"));
+    assert_eq!(paper.file("fills.csv"), backtest("fills.csv"));
+    assert_eq!(paper.file("positions.csv"), backtest("positions.csv"));
+    let trades = |text: String| -> Vec<String> {
+        // trades.csv of a backtest adds return_pct; the rest of each row must match.
+        text.lines().skip(1).map(|l| l.split(',').take(9).collect::<Vec<_>>().join(",")).collect()
+    };
+    assert_eq!(trades(paper.file("trades.csv")), trades(backtest("trades.csv")));
+}
+
+#[test]
+fn sigterm_finishes_the_bar_commits_and_a_restart_carries_on() {
+    let mut paper = Paper::new("5000000x");
+    let mut running = paper.start();
+    let out = paper.out();
+    wait_for(Duration::from_secs(60), "100 bars", || (bars_done(&out, "BTC-USD-1d") >= 100).then_some(()));
+    running.signal("TERM");
+    assert_eq!(running.wait(Duration::from_secs(30)), Some(0), "{}", running.stderr());
+    let summary: Value = serde_json::from_str(&paper.file("summary.json")).unwrap();
+    assert_eq!(summary["status"], "stopped");
+    let bars = summary["bars"].as_u64().unwrap();
+    assert!((200..2 * BARS as u64).contains(&bars), "stopped mid-session: {summary:#}");
+    // The files match what was committed: one equity row per timestamp.
+    assert_eq!(
+        paper.file("equity.csv").lines().count() - 1,
+        summary["timestamps"].as_u64().unwrap() as usize
+    );
+
+    // Two signals in a row: the second one ends the process at once.
+    let mut running = paper.start();
+    wait_for(Duration::from_secs(60), "the restarted session", || health(&out).map(|_| ()));
+    running.signal("INT");
+    running.signal("INT");
+    assert!(running.wait(Duration::from_secs(30)).is_some(), "still running after two SIGINTs");
+
+    paper.speed = "max".into();
+    paper.run_to_end();
+    let straight = Paper::new("max");
+    straight.run_to_end();
+    for file in LEDGER_FILES {
+        assert_eq!(paper.file(file), straight.file(file), "{file}");
+    }
+}
