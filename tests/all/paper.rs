@@ -352,3 +352,204 @@ fn sigterm_finishes_the_bar_commits_and_a_restart_carries_on() {
         assert_eq!(paper.file(file), straight.file(file), "{file}");
     }
 }
+
+/// The signals of the steps after `after` (ISO; all steps when None) and up to `until`.
+fn signals_between<'a>(steps: &'a [Value], after: &str, until: Option<&str>) -> Vec<&'a Value> {
+    steps
+        .iter()
+        .filter(|s| s["ts"].as_str().unwrap() > after && until.is_none_or(|u| s["ts"].as_str().unwrap() <= u))
+        .flat_map(|s| s["decisions"].as_array().unwrap())
+        .map(|d| &d["signal"])
+        .filter(|s| !s.is_null())
+        .collect()
+}
+
+#[test]
+fn reloads_swap_the_strategy_at_a_bar_boundary_refuse_a_bad_config_and_survive_a_restart() {
+    let mut paper = Paper::new("3000000x");
+    paper.to = "2021-12-31".into();
+    let out = paper.out();
+    let mut running = paper.start();
+    let generation = |g: u64| {
+        wait_for(Duration::from_secs(30), &format!("config generation {g}"), || {
+            health(&out)
+                .filter(|h| h["config_generation"] == g)
+                .map(|h| h["bars"]["BTC-USD-1d"].as_u64().unwrap())
+        })
+    };
+    wait_for(Duration::from_secs(30), "60 bars", || (bars_done(&out, "BTC-USD-1d") >= 60).then_some(()));
+
+    // (b) The strategy's settings change: no more entries, exits only.
+    let exit_only = "trending-up = \"exit-only\", trending-down = \"exit-only\", ranging = \"exit-only\", \
+                     volatile = \"exit-only\", unknown = \"exit-only\"";
+    let gen2 = paper.config.clone().slice("strategy", |s| s.config = exit_only.into());
+    paper.write_config(&gen2.to_toml());
+    let at2 = generation(2);
+    wait_for(Duration::from_secs(30), "40 more bars", || {
+        (bars_done(&out, "BTC-USD-1d") >= at2 + 40).then_some(())
+    });
+
+    // Then its component: a strategy that, warmed up, signals nothing.
+    let gen3 = paper.config.clone().slice("strategy", |s| {
+        s.plugin = component("hostile-slow");
+        s.config = String::new();
+    });
+    paper.write_config(&gen3.to_toml());
+    let at3 = generation(3);
+
+    // (c) A config naming a component that does not exist is refused; the session carries on.
+    let broken =
+        paper.config.clone().slice("strategy", |s| s.plugin = PathBuf::from("/nowhere/strategy.wasm"));
+    paper.write_config(&broken.to_toml());
+    let refused = wait_for(Duration::from_secs(30), "the refusal", || {
+        health(&out).filter(|h| h["reloads"]["refused"] == 1)
+    });
+    let why = refused["reloads"]["last"].as_str().unwrap();
+    assert!(
+        why.contains("still running the previous config") && why.contains("/nowhere/strategy.wasm"),
+        "{why}"
+    );
+    assert!(why.contains("does not exist"), "{why}");
+    assert_eq!(refused["config_generation"], 3);
+    let then = refused["bars"]["BTC-USD-1d"].as_u64().unwrap();
+    wait_for(Duration::from_secs(30), "bars after the refusal", || {
+        (bars_done(&out, "BTC-USD-1d") >= then + 20).then_some(())
+    });
+    assert!(running.stderr().contains("config reload refused"), "{}", running.stderr());
+    assert!(at3 > at2);
+
+    // A crash after the reloads: the restart replays them at the same bars,
+    // and refuses the broken file again without stopping.
+    running.kill9();
+    paper.speed = "max".into();
+    let stderr = paper.run_to_end();
+    assert!(stderr.contains("config reload refused"), "{stderr}");
+
+    let lines = audit(&out);
+    let configs: Vec<&Value> = lines.iter().filter(|l| l["kind"] == "config").collect();
+    assert_eq!(configs.iter().map(|c| c["generation"].as_u64().unwrap()).collect::<Vec<_>>(), vec![1, 2, 3]);
+    let after2 = configs[1]["after"].as_str().unwrap().to_owned();
+    let after3 = configs[2]["after"].as_str().unwrap().to_owned();
+    assert!(after2 < after3);
+
+    // No gap and no bar twice: every day of 2021 once, for both symbols.
+    let steps = paper.audit_steps();
+    assert_eq!(steps.len(), 365);
+    for (i, s) in steps.iter().enumerate() {
+        let want = reference::format_ts(reference::parse_ts("2021-01-01") + i as i64 * 86_400_000);
+        assert_eq!(s["ts"].as_str().unwrap(), want);
+        assert_eq!(s["decisions"].as_array().unwrap().len(), 2, "{want}");
+    }
+    // The first config entered positions; from the bar after its swap the
+    // second only exits; from the bar after the third's, nothing at all.
+    let entry = |s: &&Value| s["action"] == "enter-long";
+    assert!(signals_between(&steps, "", Some(&after2)).iter().any(entry), "the first config never entered");
+    let second = signals_between(&steps, &after2, Some(&after3));
+    assert!(!second.iter().any(entry), "an entry after the switch to exit-only: {second:?}");
+    assert!(signals_between(&steps, &after3, None).is_empty(), "signals after the swap to a silent strategy");
+
+    // (e) The backtest engine makes the same decisions on the logged bars,
+    // with the same swaps at the same bars.
+    let ran = host(&["replay", out.join("audit.jsonl").to_str().unwrap()]);
+    assert!(ran.ok(), "{ran:#?}");
+    assert!(
+        ran.stdout.contains("Replayed 365 bars (730 decisions)")
+            && ran.stdout.contains("3 config version(s)")
+    );
+    assert!(ran.stdout.contains("identical"), "{}", ran.stdout);
+
+    // And it notices when they differ: a fill price changed in a copy of the log.
+    let text = std::fs::read_to_string(out.join("audit.jsonl")).unwrap();
+    let fill = steps.iter().find(|s| !s["fills"].as_array().unwrap().is_empty()).expect("a fill");
+    let price = fill["fills"][0]["price"].as_str().unwrap();
+    let line = text.lines().find(|l| l.contains(&format!("\"price\":\"{price}\""))).unwrap();
+    let tampered_path = paper.dir.path().join("tampered.jsonl");
+    let tampered = line.replace(&format!("\"price\":\"{price}\""), "\"price\":\"1\"");
+    std::fs::write(&tampered_path, text.replace(line, &tampered)).unwrap();
+    let ran = host(&["replay", tampered_path.to_str().unwrap()]);
+    assert_eq!(ran.code, Some(1), "{ran:#?}");
+    assert!(
+        ran.stdout.contains(&format!("fills[0].price: paper \"1\", backtest \"{price}\"")),
+        "{}",
+        ran.stdout
+    );
+}
+
+#[test]
+fn health_and_metrics_show_the_sessions_state_and_figures() {
+    let mut paper = Paper::new("3000000x");
+    // Entries at 95% of equity against a 50% limit: the risk gate refuses them.
+    paper.config.risk = vec![("max-position-fraction".into(), "0.5".into())];
+    let out = paper.out();
+    let mut running = paper.start();
+    wait_for(Duration::from_secs(30), "100 bars", || (bars_done(&out, "ETH-USD-1d") >= 100).then_some(()));
+
+    let h = health(&out).unwrap();
+    assert_eq!(h["state"], "running");
+    assert_eq!(h["safe_mode"], false);
+    assert_eq!(h["feed"]["kind"], "replay");
+    assert_eq!(h["config_generation"], 1);
+    for symbol in ["BTC-USD-1d", "ETH-USD-1d"] {
+        let last = h["last_bar"][symbol].as_str().unwrap();
+        assert!(last.starts_with("2021-"), "{last}");
+    }
+    let slices = h["slices"].as_array().unwrap();
+    assert_eq!(slices.len(), 12, "six slices per symbol");
+    for s in slices {
+        assert_eq!(s["failures"], 0, "{s}");
+        if ["data", "analysis", "regime", "strategy"].contains(&s["slice"].as_str().unwrap()) {
+            assert!(s["calls"].as_u64().unwrap() > 0, "{s}");
+        }
+    }
+
+    let (code, metrics) = get(&out, "/metrics").unwrap();
+    assert_eq!(code, 200);
+    let value = |name: &str| -> f64 {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(value("strata_state{state=\"running\"}"), 1.0);
+    assert!(value("strata_bars_processed_total{symbol=\"BTC-USD-1d\"}") >= 100.0);
+    assert!(value("strata_refusals_total{reason=\"risk: max-position-fraction\"}") >= 1.0);
+    assert!(
+        value("strata_orders_total")
+            >= value("strata_refusals_total{reason=\"risk: max-position-fraction\"}")
+    );
+    assert_eq!(value("strata_fills_total"), 0.0, "every entry was refused");
+    assert_eq!(value("strata_equity"), 10_000.0);
+    assert_eq!(value("strata_drawdown_ratio"), 0.0);
+    assert_eq!(value("strata_safe_mode"), 0.0);
+    for family in [
+        "strata_traps_total",
+        "strata_slice_call_seconds",
+        "strata_reloads_total",
+        "strata_feed_errors_total",
+    ] {
+        assert!(metrics.contains(&format!("# TYPE {family} ")), "{family} missing");
+    }
+    // The strategy's latency histogram: cumulative buckets up to +Inf = its call count.
+    let labels = "symbol=\"BTC-USD-1d\",slice=\"strategy\"";
+    let buckets: Vec<f64> = metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("strata_slice_call_seconds_bucket{{{labels}")))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(buckets.len(), 13);
+    assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+    assert_eq!(buckets[12], value(&format!("strata_slice_call_seconds_count{{{labels}}}")));
+    assert!(buckets[12] >= 1.0);
+
+    assert_eq!(get(&out, "/nothing").unwrap().0, 404);
+    let ran = host(&["status", "--out", out.to_str().unwrap()]);
+    assert!(ran.ok() && ran.stdout.contains("\"state\": \"running\""), "{ran:#?}");
+    let ran = host(&["status", "--out", out.to_str().unwrap(), "--metrics"]);
+    assert!(ran.ok() && ran.stdout.contains("strata_fills_total 0"), "{ran:#?}");
+
+    running.signal("TERM");
+    assert_eq!(running.wait(Duration::from_secs(30)), Some(0), "{}", running.stderr());
+    let ran = host(&["status", "--out", out.to_str().unwrap()]);
+    ran.assert_fails_with(&["cannot reach the session"]);
+}

@@ -242,9 +242,19 @@ pub fn run(opts: Options) -> Result<ExitCode> {
 
     // The config versions of the session: the stored ones on a restart, else the file's.
     let runtime = Rc::new(Runtime::new().context("cannot start the WebAssembly runtime")?);
-    let file = read_config(&opts, &feed_dir)?;
     let mut versions = store.config_versions()?;
+    // A restart runs the stored config versions; the file is read again by
+    // the reload check, so a broken file cannot stop a session from resuming.
+    let source_dir = match store.meta("source_dir")? {
+        Some(dir) if !versions.is_empty() => opts.data_dir.clone().unwrap_or_else(|| PathBuf::from(dir)),
+        _ => {
+            let file = read_config(&opts, &feed_dir)?;
+            store.set_meta("source_dir", &file.source_dir.display().to_string())?;
+            file.source_dir
+        }
+    };
     if versions.is_empty() {
+        let file = read_config(&opts, &feed_dir)?;
         let mut config = file.config.config.clone();
         pin_components(&mut config, &components_dir(&out))?;
         let version = ConfigVersion {
@@ -289,7 +299,7 @@ pub fn run(opts: Options) -> Result<ExitCode> {
         FeedChoice::Replay { speed, from, to } => {
             let mut pending = Vec::new();
             for symbol in &opts.symbols {
-                let source = feed::file_of(&file.source_dir, symbol);
+                let source = feed::file_of(&source_dir, symbol);
                 let (comments, _) = feed::read_source(&source, None, None, Some(Timestamp::MAX))?;
                 let last = feed::prepare_file(&feed_dir, symbol, &comments)?;
                 let (_, rows) = feed::read_source(&source, *from, *to, last)?;

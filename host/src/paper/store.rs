@@ -160,6 +160,20 @@ impl Store {
         Ok(())
     }
 
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(self.sql())
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", params![key, value])
+            .map_err(self.sql())?;
+        Ok(())
+    }
+
     /// The last committed timestamp: the feed's position.
     pub fn last_step(&self) -> Result<Option<Timestamp>, StoreError> {
         self.conn.query_row("SELECT MAX(ts) FROM steps", [], |r| r.get(0)).map_err(self.sql())
