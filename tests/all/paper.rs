@@ -553,3 +553,156 @@ fn health_and_metrics_show_the_sessions_state_and_figures() {
     let ran = host(&["status", "--out", out.to_str().unwrap()]);
     ran.assert_fails_with(&["cannot reach the session"]);
 }
+
+/// A stand-in for Coinbase Exchange's candles endpoint on 127.0.0.1: candles
+/// of one minute whose prices follow from their time, newest first, at most
+/// 300 per answer; the first request is answered 429 (rate limited).
+struct FakeVenue {
+    url: String,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The candle the fake venue serves for the minute starting at `t` (seconds).
+fn fake_candle(t: i64) -> [f64; 6] {
+    let open = 100.0 + ((t / 60) % 17) as f64;
+    let close = open + 0.5;
+    [t as f64, open - 1.0, close + 1.0, open, close, 3.0]
+}
+
+impl FakeVenue {
+    fn start() -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (seen, stopping) = (requests.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                let Ok((mut stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                stream.set_nonblocking(false).unwrap();
+                stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).replace("%3A", ":");
+                let target = head.split_whitespace().nth(1).unwrap_or_default().to_owned();
+                let first = {
+                    let mut seen = seen.lock().unwrap();
+                    seen.push(target.clone());
+                    seen.len() == 1
+                };
+                let query = |key: &str| {
+                    target
+                        .split(['?', '&'])
+                        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+                        .unwrap_or("")
+                        .to_owned()
+                };
+                let (status, body) = if first {
+                    ("429 Too Many Requests", "{\"message\":\"slow down\"}".to_owned())
+                } else {
+                    let g: i64 = query("granularity").parse().unwrap();
+                    let start = reference::parse_ts(&query("start")) / 1000;
+                    let end = reference::parse_ts(&query("end")) / 1000;
+                    let mut rows: Vec<String> = (0..)
+                        .map(|i| start + i * g)
+                        .take_while(|t| *t <= end)
+                        .take(300)
+                        .map(|t| format!("{:?}", fake_candle(t)))
+                        .collect();
+                    rows.reverse();
+                    ("200 OK", format!("[{}]", rows.join(",")))
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        FakeVenue { url, requests, stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for FakeVenue {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn the_polling_feed_backs_off_when_rate_limited_pages_its_history_and_feeds_the_loop() {
+    let venue = FakeVenue::start();
+    let mut paper = Paper::new("max");
+    paper.symbols = "BTC-USD".into();
+    paper.from = String::new();
+    paper.to = String::new();
+    for (k, v) in [
+        ("granularity-s", "60"),
+        ("history-bars", "400"),
+        ("min-check-interval-s", "0.5"),
+        ("max-check-interval-s", "2"),
+        ("quiet-volatility", "0.002"),
+    ] {
+        paper.config.paper.push((k.into(), v.into()));
+    }
+    paper.config.paper.push(("coinbase-url".into(), format!("{:?}", venue.url)));
+    paper.write_config(&paper.config.to_toml());
+    let mut args = paper.args();
+    args.extend(["--feed".into(), "coinbase".into()]);
+    let stderr_path = paper.dir.path().join("stderr.txt");
+    let child = Command::new(host_bin())
+        .args(&args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut running = Running { child: Some(child), stderr: stderr_path };
+    let out = paper.out();
+
+    // 400 closed one-minute candles of history, fetched in two pages after one 429.
+    let h = wait_for(Duration::from_secs(30), "the history", || {
+        health(&out).filter(|h| h["bars"]["BTC-USD"].as_u64().unwrap_or(0) >= 400)
+    });
+    assert_eq!(h["feed"]["kind"], "coinbase");
+    assert!(h["feed"]["errors"].as_u64().unwrap() >= 1, "the 429 counts as an error: {h:#}");
+    assert!(h["feed"]["last_error"].as_str().unwrap().contains("429"), "{h:#}");
+    let wait = h["feed"]["next_check_seconds"].as_f64().unwrap();
+    assert!((0.5..=2.0).contains(&wait), "the check interval stays within its bounds: {wait}");
+    assert!(h["feed"]["volatility"].as_f64().unwrap() > 0.002, "these candles move: {h:#}");
+    assert!(running.stderr().contains("rate limited"), "{}", running.stderr());
+    let requests = venue.requests.lock().unwrap().clone();
+    assert!(requests.len() >= 3, "{requests:?}");
+    assert!(
+        requests.iter().all(|r| r.starts_with("/products/BTC-USD/candles?granularity=60&start=")),
+        "{requests:?}"
+    );
+
+    // Each bar the loop processed is the venue's candle, oldest first, once.
+    let steps = paper.audit_steps();
+    let mut previous = 0;
+    for s in steps.iter().take(400) {
+        let bar = &s["decisions"][0]["bar"];
+        let ts = reference::parse_ts(bar["ts"].as_str().unwrap());
+        assert!(ts > previous);
+        previous = ts;
+        let [_, low, high, open, close, _] = fake_candle(ts / 1000);
+        assert_eq!((bar["open"].as_f64(), bar["close"].as_f64()), (Some(open), Some(close)));
+        assert_eq!((bar["low"].as_f64(), bar["high"].as_f64()), (Some(low), Some(high)));
+    }
+    running.signal("TERM");
+    assert_eq!(running.wait(Duration::from_secs(30)), Some(0), "{}", running.stderr());
+}
