@@ -706,3 +706,54 @@ fn the_polling_feed_backs_off_when_rate_limited_pages_its_history_and_feeds_the_
     running.signal("TERM");
     assert_eq!(running.wait(Duration::from_secs(30)), Some(0), "{}", running.stderr());
 }
+
+/// The `born <nanoseconds>` an instance of the snapshot fixture logged at `init`.
+fn births(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter_map(|l| l.split("born ").nth(1))
+        .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_slice_that_exports_its_state_gets_it_back_after_a_restart() {
+    let with_fixture = |speed: &str| {
+        let mut paper = Paper::new(speed);
+        paper.symbols = "BTC-USD-1d".into();
+        paper.config = paper.config.clone().slice("strategy", |s| {
+            s.plugin = component("snapshot-strategy");
+            s.config = "period = 20".into();
+        });
+        paper.config.run.push(("seed".into(), "7".into()));
+        paper
+    };
+    let mut paper = with_fixture("3000000x");
+    let out = paper.out();
+    let mut running = paper.start();
+    let h = wait_for(Duration::from_secs(30), "a persisted state", || {
+        health(&out).filter(|h| {
+            h["snapshots"]["BTC-USD-1d/strategy"] == 16 && h["bars"]["BTC-USD-1d"].as_u64() > Some(50)
+        })
+    });
+    assert_eq!(h["snapshots"].as_object().unwrap().len(), 1, "only the fixture exports its state: {h:#}");
+    running.kill9();
+    let first = births(&running.stderr());
+    assert_eq!(first.len(), 1, "one instance was born: {}", running.stderr());
+
+    paper.speed = "max".into();
+    let stderr = paper.run_to_end();
+    // The fresh instance was born again, later, and was handed its first birth.
+    let restored = format!("restored: born {} after ", first[0]);
+    assert!(stderr.contains(&restored), "wanted {restored:?} in\n{stderr}");
+    let born_again = births(&stderr);
+    assert!(born_again.iter().any(|b| b != &first[0]), "{stderr}");
+
+    let straight = with_fixture("max");
+    straight.run_to_end();
+    for file in LEDGER_FILES {
+        assert_eq!(paper.file(file), straight.file(file), "{file}");
+    }
+    let fills = paper.file("fills.csv").lines().count() - 1;
+    assert!(fills > 40, "the fixture trades every 20 bars: {fills} fills");
+}

@@ -14,7 +14,7 @@ use super::{Backtest, OrderStatus, Recorder, RunError, SliceFactory};
 use crate::model::{Order, SliceKind, Symbol, Timestamp};
 use crate::risk::{RiskDayState, RiskLimits};
 use crate::slice::{
-    AnalysisSlice, DataSlice, ExecutionSlice, RegimeSlice, SizingSlice, SliceError, StrategySlice,
+    AnalysisSlice, DataSlice, ExecutionSlice, RegimeSlice, SizingSlice, Slice, SliceError, StrategySlice,
 };
 
 /// An order still working, as the driver persists it.
@@ -81,6 +81,29 @@ impl Backtest<'_> {
     /// Turns [`super::Recorder::decision`] calls on or off.
     pub fn record_decisions(&mut self, on: bool) {
         self.record_decisions = on;
+    }
+
+    /// Chain `i`'s six slices and the time of the last bar it read, when it
+    /// has processed every bar it read (so its slices' state is exactly that
+    /// bar's); `None` while bars are waiting in its batch.
+    pub fn slices_at_rest(&mut self, i: usize) -> Option<(Timestamp, [(SliceKind, &mut dyn Slice); 6])> {
+        let chain = &mut self.chains[i];
+        if !chain.batch.exhausted() || chain.batch.fault.is_some() {
+            return None;
+        }
+        let at = chain.last_ts?;
+        let s = &mut chain.slices;
+        Some((
+            at,
+            [
+                (SliceKind::Data, &mut *s.data as &mut dyn Slice),
+                (SliceKind::Analysis, &mut *s.analysis as &mut dyn Slice),
+                (SliceKind::Regime, &mut *s.regime as &mut dyn Slice),
+                (SliceKind::Strategy, &mut *s.strategy as &mut dyn Slice),
+                (SliceKind::Sizing, &mut *s.sizing as &mut dyn Slice),
+                (SliceKind::Execution, &mut *s.execution as &mut dyn Slice),
+            ],
+        ))
     }
 
     /// The time of the last bar chain `i` has processed.

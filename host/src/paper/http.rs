@@ -73,6 +73,8 @@ fn respond(url: &str, status: &SharedStatus) -> (u16, String, &'static str) {
                 "config_generation": status.config_generation,
                 "reloads": {"applied": status.reloads_applied, "refused": status.reloads_refused, "last": status.last_reload},
                 "resumed_bars": status.resumed_bars,
+                "snapshots": status.snapshots,
+                "restored": status.restored,
             });
             (200, serde_json::to_string_pretty(&body).unwrap_or_default() + "\n", "application/json")
         }

@@ -79,6 +79,12 @@ macro_rules! forward_slice {
             fn health(&self) -> SliceHealth {
                 self.inner.health()
             }
+            fn save_state(&mut self) -> SliceResult<Option<Vec<u8>>> {
+                self.inner.save_state()
+            }
+            fn restore_state(&mut self, state: &[u8]) -> SliceResult<bool> {
+                self.inner.restore_state(state)
+            }
         }
     };
 }

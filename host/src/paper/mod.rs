@@ -49,7 +49,7 @@ use crate::time::iso;
 use audit::{AuditLog, StepRecorder, step_line};
 use generation::{Clock, Generation, LatencyRegistry, PaperFactory, components_dir, pin_components};
 use status::{SessionState, SharedStatus, Status};
-use store::{ConfigVersion, Store};
+use store::{ConfigVersion, SliceSnapshot, Store};
 
 /// Where a session's bars come from.
 #[derive(Debug, Clone)]
@@ -156,6 +156,65 @@ fn settings_of(config: &RunConfig) -> BacktestSettings {
         shorting: config.shorting.clone(),
         live: true,
     }
+}
+
+/// Paper mode reads one bar per call, so after every committed bar each
+/// slice's state is exactly that bar's: what a slice's persisted state
+/// means, and what a restart rebuilds.
+const PAPER_BATCH: u32 = 1;
+
+/// The state of every slice that exports it, for chains with no bar waiting.
+fn save_snapshots(backtest: &mut Backtest<'_>) -> Vec<SliceSnapshot> {
+    let symbols: Vec<Symbol> = backtest.symbols().cloned().collect();
+    let mut out = Vec::new();
+    for (i, symbol) in symbols.into_iter().enumerate() {
+        let Some((ts, slices)) = backtest.slices_at_rest(i) else { continue };
+        for (slice, instance) in slices {
+            match instance.save_state() {
+                Ok(Some(state)) => out.push(SliceSnapshot { symbol: symbol.clone(), slice, ts, state }),
+                Ok(None) => {}
+                // Its state is then rebuilt by replay on a restart, as for any slice.
+                Err(e) => tracing::warn!(symbol = %symbol, "cannot save the state of {e}"),
+            }
+        }
+    }
+    out
+}
+
+/// Hands persisted slice states back after the restart's replay, where the
+/// replayed chain is at the bar they were saved after.
+fn restore_snapshots(backtest: &mut Backtest<'_>, snapshots: &[SliceSnapshot]) -> Result<Vec<String>> {
+    let symbols: Vec<Symbol> = backtest.symbols().cloned().collect();
+    let mut restored = Vec::new();
+    for (i, symbol) in symbols.iter().enumerate() {
+        let mine: Vec<&SliceSnapshot> = snapshots.iter().filter(|s| &s.symbol == symbol).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let Some((at, slices)) = backtest.slices_at_rest(i) else {
+            tracing::warn!(symbol = %symbol, "bars are waiting: persisted slice state not restored (rebuilt by replay)");
+            continue;
+        };
+        for (kind, instance) in slices {
+            let Some(snapshot) = mine.iter().find(|s| s.slice == kind) else { continue };
+            if snapshot.ts != at {
+                tracing::warn!(
+                    symbol = %symbol,
+                    slice = %kind,
+                    "persisted state is from {}, the replay is at {}: rebuilt by replay",
+                    iso(snapshot.ts),
+                    iso(at)
+                );
+                continue;
+            }
+            match instance.restore_state(&snapshot.state) {
+                Ok(true) => restored.push(format!("{symbol}/{kind}")),
+                Ok(false) => {}
+                Err(e) => bail!("{e} (restoring its state after {} for {symbol})", iso(at)),
+            }
+        }
+    }
+    Ok(restored)
 }
 
 /// Builds every symbol's chain from the factory's current generation.
@@ -335,8 +394,9 @@ pub fn run(opts: Options) -> Result<ExitCode> {
     let factory =
         PaperFactory::new(Rc::clone(&runtime), Rc::clone(&first), Clock::Real, Arc::clone(&latency));
     let chains = build_chains(&factory, &opts.symbols)?;
-    let mut backtest =
-        Backtest::new(chains, settings_of(&first.config.config), SimClock::new(), Some(&factory));
+    let mut settings = settings_of(&first.config.config);
+    settings.batch_size = PAPER_BATCH;
+    let mut backtest = Backtest::new(chains, settings, SimClock::new(), Some(&factory));
     backtest.record_decisions(true);
 
     let mut audit = AuditLog::open(&out.join("audit.jsonl"))?;
@@ -442,6 +502,11 @@ pub fn run(opts: Options) -> Result<ExitCode> {
                         }
                         if Some(ts) == committed {
                             verify_resumed(&store, &backtest)?;
+                            let restored = restore_snapshots(&mut backtest, &store.snapshots()?)?;
+                            if !restored.is_empty() {
+                                tracing::info!("handed persisted state back to {}", restored.join(", "));
+                            }
+                            status.lock().expect("status").restored = restored;
                             catching_up = false;
                             let mut s = status.lock().expect("status");
                             s.resumed_bars = resumed;
@@ -454,7 +519,14 @@ pub fn run(opts: Options) -> Result<ExitCode> {
                         }
                         continue;
                     }
-                    let took = store.commit_step(&rec.step, &backtest)?;
+                    let snapshots = save_snapshots(&mut backtest);
+                    let took = store.commit_step(&rec.step, &backtest, &snapshots)?;
+                    if !snapshots.is_empty() {
+                        let mut s = status.lock().expect("status");
+                        for snap in &snapshots {
+                            s.snapshots.insert(format!("{}/{}", snap.symbol, snap.slice), snap.state.len());
+                        }
+                    }
                     audit.write(&step_line(&rec))?;
                     update_status(&status, &backtest, &rec, &latency, took);
                     rec.clear();

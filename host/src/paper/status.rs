@@ -93,6 +93,10 @@ pub struct Status {
     pub commit_seconds: f64,
     /// Bars replayed from the state database when the process started.
     pub resumed_bars: u64,
+    /// Slices that export their state: `SYMBOL/slice` -> bytes last persisted.
+    pub snapshots: BTreeMap<String, usize>,
+    /// Slices whose persisted state was handed back at the restart.
+    pub restored: Vec<String>,
 }
 
 impl Status {
@@ -120,6 +124,8 @@ impl Status {
             last_reload: None,
             commit_seconds: 0.0,
             resumed_bars: 0,
+            snapshots: BTreeMap::new(),
+            restored: Vec::new(),
         }
     }
 }

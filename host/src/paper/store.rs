@@ -46,6 +46,8 @@ CREATE TABLE IF NOT EXISTS slice_health (symbol TEXT NOT NULL, slice TEXT NOT NU
     last_error TEXT, replacements INTEGER NOT NULL, PRIMARY KEY (symbol, slice));
 CREATE TABLE IF NOT EXISTS config_versions (generation INTEGER PRIMARY KEY, after_ts INTEGER,
     file_text TEXT NOT NULL, config_toml TEXT NOT NULL, changed TEXT NOT NULL, recorded_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS slice_snapshots (symbol TEXT NOT NULL, slice TEXT NOT NULL, ts INTEGER NOT NULL,
+    state BLOB NOT NULL, PRIMARY KEY (symbol, slice));
 CREATE TABLE IF NOT EXISTS session_events (seq INTEGER PRIMARY KEY, at TEXT NOT NULL, event TEXT NOT NULL);
 ";
 
@@ -73,6 +75,15 @@ impl StepRecord {
     pub fn clear(&mut self) {
         *self = StepRecord::default();
     }
+}
+
+/// A slice's own state (the optional `snapshot` interface) after the bar at `ts`.
+#[derive(Debug, Clone)]
+pub struct SliceSnapshot {
+    pub symbol: Symbol,
+    pub slice: crate::model::SliceKind,
+    pub ts: Timestamp,
+    pub state: Vec<u8>,
 }
 
 /// A config version as stored.
@@ -225,6 +236,26 @@ impl Store {
             .map_err(self.sql())
     }
 
+    /// Every slice's last persisted state.
+    pub fn snapshots(&self) -> Result<Vec<SliceSnapshot>, StoreError> {
+        let mut stmt =
+            self.conn.prepare("SELECT symbol, slice, ts, state FROM slice_snapshots").map_err(self.sql())?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get(3)?)))
+            .map_err(self.sql())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (symbol, slice, ts, state) = row.map_err(self.sql())?;
+            let (Ok(symbol), Some(slice)) =
+                (Symbol::new(&symbol), crate::model::SliceKind::from_name(&slice))
+            else {
+                continue;
+            };
+            out.push(SliceSnapshot { symbol, slice, ts, state });
+        }
+        Ok(out)
+    }
+
     pub fn config_versions(&self) -> Result<Vec<ConfigVersion>, StoreError> {
         let mut stmt = self
             .conn
@@ -274,6 +305,7 @@ impl Store {
         &mut self,
         step: &StepRecord,
         loop_state: &Backtest<'_>,
+        snapshots: &[SliceSnapshot],
     ) -> Result<Duration, StoreError> {
         let started = Instant::now();
         let path = self.path.clone();
@@ -444,6 +476,14 @@ impl Store {
                         h.replacements
                     ])
                     .map_err(sql)?;
+            }
+            let mut snapshot = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO slice_snapshots (symbol, slice, ts, state) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(sql)?;
+            for s in snapshots {
+                snapshot.execute(params![s.symbol.as_str(), s.slice.as_str(), s.ts, s.state]).map_err(sql)?;
             }
         }
         tx.commit().map_err(sql)?;
