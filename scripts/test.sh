@@ -6,6 +6,12 @@ source "$(dirname "$0")/lib.sh"
 
 build_all
 build_host_next_interface
+# The shipped configs read data/, which setup.sh fills; a fresh clone has none.
+if ! ls data/*.csv >/dev/null 2>&1; then
+  say "writing the sample data: data/BTC-USD.csv (SYNTHETIC, as setup.sh does)"
+  mkdir -p data
+  target/release/host data export --config config/synthetic.toml --symbols BTC-USD --out data >&2
+fi
 ensure_componentize_py
 
 say "checking formatting"

@@ -542,11 +542,21 @@ fn health_and_metrics_show_the_sessions_state_and_figures() {
     assert_eq!(buckets[12], value(&format!("strata_slice_call_seconds_count{{{labels}}}")));
     assert!(buckets[12] >= 1.0);
 
+    // Risk limits change without a restart: entries now pass and fill.
+    let mut relaxed = paper.config.clone();
+    relaxed.risk = vec![("max-position-fraction".into(), "1".into())];
+    paper.write_config(&relaxed.to_toml());
+    let h = wait_for(Duration::from_secs(30), "fills under the new limit", || {
+        health(&out).filter(|h| h["fills"].as_u64() > Some(0))
+    });
+    assert_eq!(h["config_generation"], 2);
+    assert!(h["reloads"]["last"].as_str().unwrap().ends_with(": risk limits"), "{h:#}");
+
     assert_eq!(get(&out, "/nothing").unwrap().0, 404);
     let ran = host(&["status", "--out", out.to_str().unwrap()]);
     assert!(ran.ok() && ran.stdout.contains("\"state\": \"running\""), "{ran:#?}");
     let ran = host(&["status", "--out", out.to_str().unwrap(), "--metrics"]);
-    assert!(ran.ok() && ran.stdout.contains("strata_fills_total 0"), "{ran:#?}");
+    assert!(ran.ok() && ran.stdout.contains("strata_reloads_total{outcome=\"applied\"} 1"), "{ran:#?}");
 
     running.signal("TERM");
     assert_eq!(running.wait(Duration::from_secs(30)), Some(0), "{}", running.stderr());
@@ -756,4 +766,41 @@ fn a_slice_that_exports_its_state_gets_it_back_after_a_restart() {
     }
     let fills = paper.file("fills.csv").lines().count() - 1;
     assert!(fills > 40, "the fixture trades every 20 bars: {fills} fills");
+}
+
+#[test]
+fn a_new_execution_slice_starts_clean_the_host_cancels_the_orders_working_at_the_old_one() {
+    let mut paper = Paper::new("3000000x");
+    paper.symbols = "BTC-USD-1d".into();
+    paper.to = "2021-12-31".into();
+    // Limit entries half the price away: once placed, an entry stays working.
+    paper.config = paper.config.clone().slice("strategy", |s| {
+        s.config = "entry-order = \"limit\", entry-offset = 0.5".into();
+    });
+    let out = paper.out();
+    let mut running = paper.start();
+    wait_for(Duration::from_secs(30), "a working order", || {
+        health(&out).filter(|h| h["orders"].as_u64() > Some(0) && h["bars"]["BTC-USD-1d"].as_u64() > Some(60))
+    });
+    let higher_fees = paper.config.clone().slice("execution", |s| s.config = "taker-fee-bps = 20".into());
+    paper.write_config(&higher_fees.to_toml());
+    let h = wait_for(Duration::from_secs(30), "generation 2", || {
+        health(&out).filter(|h| h["config_generation"] == 2)
+    });
+    assert!(h["reloads"]["last"].as_str().unwrap().contains("execution settings (sim-execution"), "{h:#}");
+    assert_eq!(running.wait(Duration::from_secs(60)), Some(0), "{}", running.stderr());
+
+    let after =
+        audit(&out).into_iter().find(|l| l["generation"] == 2).unwrap()["after"].as_str().unwrap().to_owned();
+    let reason = "cancelled by the host: the execution slice was replaced by a config reload";
+    let orders = paper.file("orders.csv");
+    let cancelled: Vec<&str> = orders.lines().filter(|l| l.ends_with(reason)).collect();
+    assert_eq!(cancelled.len(), 1, "the one working entry is cancelled:\n{orders}");
+    assert!(
+        cancelled[0].contains(&format!(",cancelled,0,,0,{after},")),
+        "closed at the swap's bar {after}: {}",
+        cancelled[0]
+    );
+    let ran = host(&["replay", out.join("audit.jsonl").to_str().unwrap()]);
+    assert!(ran.ok() && ran.stdout.contains("identical"), "{ran:#?}");
 }

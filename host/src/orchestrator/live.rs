@@ -25,6 +25,9 @@ pub struct WorkingOrderView<'a> {
     pub fees: Decimal,
 }
 
+/// A chain's six slices, by kind.
+pub type ChainSlices<'a> = [(SliceKind, &'a mut dyn Slice); 6];
+
 /// Fresh instances for one symbol's chain, built and warmed up on the bars
 /// it has processed, waiting to be installed at a bar boundary.
 pub struct PreparedSwap {
@@ -86,7 +89,7 @@ impl Backtest<'_> {
     /// Chain `i`'s six slices and the time of the last bar it read, when it
     /// has processed every bar it read (so its slices' state is exactly that
     /// bar's); `None` while bars are waiting in its batch.
-    pub fn slices_at_rest(&mut self, i: usize) -> Option<(Timestamp, [(SliceKind, &mut dyn Slice); 6])> {
+    pub fn slices_at_rest(&mut self, i: usize) -> Option<(Timestamp, ChainSlices<'_>)> {
         let chain = &mut self.chains[i];
         if !chain.batch.exhausted() || chain.batch.fault.is_some() {
             return None;

@@ -82,6 +82,23 @@ impl Recorder for StepRecorder {
     }
 }
 
+/// The refusals counted since `before` (which becomes `now`): a step's share
+/// of the loop's running counts.
+pub fn refusals_since(
+    now: &BTreeMap<String, u64>,
+    before: &mut BTreeMap<String, u64>,
+) -> BTreeMap<String, u64> {
+    let delta = now
+        .iter()
+        .filter_map(|(k, v)| {
+            let d = v - before.get(k).copied().unwrap_or(0);
+            (d > 0).then(|| (k.clone(), d))
+        })
+        .collect();
+    before.clone_from(now);
+    delta
+}
+
 fn d(v: Decimal) -> String {
     v.normalize().to_string()
 }

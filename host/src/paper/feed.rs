@@ -20,7 +20,7 @@ use anyhow::{Context, Result, bail};
 
 use super::status::SharedStatus;
 use crate::model::{Symbol, Timestamp};
-use crate::time::{MS_PER_DAY, days_from_civil, iso, parse_date};
+use crate::time::{iso, parse_date};
 
 pub const HEADER: &str = "timestamp,open,high,low,close,volume";
 
@@ -44,12 +44,6 @@ pub fn parse_ts(text: &str) -> Result<Timestamp, String> {
     let (h, m, s) = (n(parts[0], 23)?, n(parts[1], 59)?, n(parts[2], 59)?);
     let ms = format!("{millis:0<3}").parse::<i64>().map_err(|_| bad())?;
     Ok(day + ((h * 60 + m) * 60 + s) * 1000 + ms)
-}
-
-/// Days since the epoch of a time, for tests of the parser.
-#[allow(dead_code)]
-fn day_of(year: i64, month: u32, day: u32) -> Timestamp {
-    days_from_civil(year, month, day) * MS_PER_DAY
 }
 
 /// The feed file of `symbol`: created with `comments` and the header if it
@@ -136,6 +130,9 @@ pub struct ReplayFeed {
     pub speed: Option<f64>,
 }
 
+/// Rows of a CSV file: each one's time and its text.
+pub type Rows = Vec<(Timestamp, String)>;
+
 /// Comment lines before the header of a source CSV, and its rows inside
 /// `[from, to]` that come after `after`.
 pub fn read_source(
@@ -143,7 +140,7 @@ pub fn read_source(
     from: Option<Timestamp>,
     to: Option<Timestamp>,
     after: Option<Timestamp>,
-) -> Result<(Vec<String>, Vec<(Timestamp, String)>)> {
+) -> Result<(Vec<String>, Rows)> {
     let file =
         File::open(path).with_context(|| format!("cannot read the replay source {}", path.display()))?;
     let mut comments = Vec::new();
@@ -263,6 +260,11 @@ impl ReplayFeed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::{MS_PER_DAY, days_from_civil};
+
+    fn day_of(year: i64, month: u32, day: u32) -> Timestamp {
+        days_from_civil(year, month, day) * MS_PER_DAY
+    }
 
     #[test]
     fn timestamps_parse_like_csv_data_reads_them() {

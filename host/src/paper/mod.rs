@@ -427,8 +427,6 @@ pub fn run(opts: Options) -> Result<ExitCode> {
         );
     }
     store.session_event(if catching_up { "starting (resuming)" } else { "starting" })?;
-    let versions_by_ts: BTreeMap<Timestamp, ConfigVersion> =
-        versions[first_index + 1..].iter().map(|v| (v.after_ts.unwrap_or_default(), v.clone())).collect();
     let mut later = later.into_iter().peekable();
     let mut last_stepped: Option<Timestamp> = None;
 
@@ -457,7 +455,8 @@ pub fn run(opts: Options) -> Result<ExitCode> {
                         &mut last_file_text,
                         last_stepped,
                         hup,
-                    );
+                        &mut rec,
+                    )?;
                 }
             }
             let exhausted_before = status.lock().expect("status").feed.exhausted;
@@ -468,15 +467,7 @@ pub fn run(opts: Options) -> Result<ExitCode> {
             match progress {
                 Progress::Stepped(ts) => {
                     last_stepped = Some(ts);
-                    let now = backtest.refusals();
-                    rec.refusals = now
-                        .iter()
-                        .filter_map(|(k, v)| {
-                            let delta = v - refusals_before.get(k).copied().unwrap_or(0);
-                            (delta > 0).then(|| (k.clone(), delta))
-                        })
-                        .collect();
-                    refusals_before = now.clone();
+                    rec.refusals = audit::refusals_since(backtest.refusals(), &mut refusals_before);
                     if catching_up {
                         for (symbol, bar) in &rec.step.bars {
                             match committed_bars.get(&(symbol.to_string(), bar.ts)) {
@@ -497,8 +488,8 @@ pub fn run(opts: Options) -> Result<ExitCode> {
                         rec.clear();
                         if later.peek().is_some_and(|(at, _)| *at == ts) {
                             let (_, next) = later.next().expect("peeked");
+                            // Orders it cancels belong to the next bar's record, as they did.
                             apply_generation(&mut backtest, &factory, next, &mut rec)?;
-                            rec.clear();
                         }
                         if Some(ts) == committed {
                             verify_resumed(&store, &backtest)?;
@@ -530,9 +521,6 @@ pub fn run(opts: Options) -> Result<ExitCode> {
                     audit.write(&step_line(&rec))?;
                     update_status(&status, &backtest, &rec, &latency, took);
                     rec.clear();
-                    if let Some(v) = versions_by_ts.get(&ts) {
-                        tracing::debug!("config version {} was recorded after {}", v.generation, iso(ts));
-                    }
                 }
                 Progress::Waiting if catching_up => bail!(
                     "the feed files in {} end before the last committed bar ({}): the session cannot be resumed",
@@ -559,7 +547,8 @@ pub fn run(opts: Options) -> Result<ExitCode> {
     feed_stop.store(true, Ordering::Relaxed);
     let _ = feed_thread.join();
     let error = result.as_ref().err().map(|e| format!("{e:#}"));
-    let summary = finish_files(&store, &out, &opts, &backtest, outcome, error.as_deref());
+    let commit_seconds = status.lock().expect("status").commit_seconds;
+    let summary = finish_files(&store, &out, &opts, &backtest, outcome, error.as_deref(), commit_seconds);
     store.session_event(&format!("stopped ({outcome})"))?;
     set_state(&status, &backtest, SessionState::Stopped);
     drop(http);
@@ -687,21 +676,22 @@ fn reload(
     last_file_text: &mut String,
     last_stepped: Option<Timestamp>,
     forced: bool,
-) {
+    rec: &mut StepRecorder,
+) -> Result<()> {
     let text = match std::fs::read_to_string(&opts.config) {
         Ok(text) => text,
         Err(e) => {
             if forced {
                 refuse(status, format!("cannot read config file {}: {e}", opts.config.display()));
             }
-            return;
+            return Ok(());
         }
     };
     if text == *last_file_text {
         if forced {
             tracing::info!("SIGHUP: {} is unchanged", opts.config.display());
         }
-        return;
+        return Ok(());
     }
     *last_file_text = text;
     let current = factory.current();
@@ -739,26 +729,22 @@ fn reload(
         Ok(Some(p)) => p,
         Ok(None) => {
             tracing::info!("{} changed, but not in anything that affects the session", opts.config.display());
-            return;
+            return Ok(());
         }
         Err(e) => {
             refuse(status, format!("{e:#}"));
-            return;
+            return Ok(());
         }
     };
     let (next, version) = prepared;
-    let mut rec = StepRecorder::default();
-    match apply_generation(backtest, factory, Rc::clone(&next), &mut rec) {
+    let cancelled_before = rec.step.orders.len();
+    match apply_generation(backtest, factory, Rc::clone(&next), rec) {
         Ok(what) => {
-            // Host-side cancels of a swapped execution slice belong to the
-            // next bar's commit; the swap itself is recorded now.
-            if let Err(e) = store
-                .record_config(&version, &what)
-                .map_err(anyhow::Error::from)
-                .and_then(|()| audit.write(&config_line(&version)))
-            {
-                tracing::error!("the reload was applied but cannot be recorded: {e:#}");
-            }
+            // The swap is recorded now; orders the host cancelled for it stay
+            // in `rec` and are committed with the next bar. A session that
+            // cannot record its config must not trade on it.
+            store.record_config(&version, &what).context("the reload was applied but cannot be recorded")?;
+            audit.write(&config_line(&version))?;
             let at = last_stepped.map(iso).unwrap_or_else(|| "the first bar".into());
             let message = format!("config generation {} applied after {at}: {what}", next.number);
             tracing::warn!("{message}");
@@ -769,9 +755,11 @@ fn reload(
         }
         Err(e) => refuse(status, format!("the new slices failed to warm up: {e:#}")),
     }
-    if !rec.step.orders.is_empty() {
-        tracing::warn!("{} working order(s) cancelled by the execution slice swap", rec.step.orders.len());
+    let cancelled = rec.step.orders.len() - cancelled_before;
+    if cancelled > 0 {
+        tracing::warn!("{cancelled} working order(s) cancelled by the execution slice swap");
     }
+    Ok(())
 }
 
 fn refuse(status: &SharedStatus, reason: String) {
@@ -791,6 +779,7 @@ fn finish_files(
     backtest: &Backtest<'_>,
     outcome: &str,
     error: Option<&str>,
+    commit_seconds: f64,
 ) -> Result<String> {
     let iso_of = |col: &str| format!("strftime('%Y-%m-%dT%H:%M:%SZ', {col} / 1000, 'unixepoch')");
     let exports = [
@@ -867,6 +856,8 @@ fn finish_files(
         "trade_count": count("round_trips"),
         "orders": count("orders") + count("working_orders"),
         "config_generations": count("config_versions"),
+        // Of the bars this process committed (a restart's replay commits nothing).
+        "commit_seconds": commit_seconds,
         "state_db": store.path().display().to_string(),
         "audit_log": out.join("audit.jsonl").display().to_string(),
     });

@@ -138,46 +138,34 @@ pub fn replay(audit_path: &Path) -> Result<ReplayReport> {
     let mut rec = StepRecorder::default();
     let mut refusals_before: BTreeMap<String, u64> = BTreeMap::new();
     let mut index = 0;
-    loop {
-        match backtest.advance(&mut rec)? {
-            Progress::Stepped(ts) => {
-                let now = backtest.refusals();
-                rec.refusals = now
-                    .iter()
-                    .filter_map(|(k, v)| {
-                        let delta = v - refusals_before.get(k).copied().unwrap_or(0);
-                        (delta > 0).then(|| (k.clone(), delta))
-                    })
-                    .collect();
-                refusals_before = now.clone();
-                let mine: Value = serde_json::from_str(&serde_json::to_string(&step_line(&rec))?)?;
-                match steps.get(index) {
-                    Some(theirs) => {
-                        let mut found = Vec::new();
-                        diff("", theirs, &mine, &mut found);
-                        if !found.is_empty() {
-                            report.differing_steps += 1;
-                            let at = crate::time::iso(ts);
-                            report.differences.extend(found.into_iter().map(|d| format!("{at} {d}")));
-                        }
-                    }
-                    None => {
-                        report.differing_steps += 1;
-                        report.differences.push(format!(
-                            "{}: the backtest has a bar the paper session did not",
-                            crate::time::iso(ts)
-                        ));
-                    }
-                }
-                index += 1;
-                rec.clear();
-                if later.last().is_some_and(|(at, _)| *at == ts) {
-                    let (_, next) = later.pop().expect("checked");
-                    apply_generation(&mut backtest, &factory, next, &mut rec)?;
-                    rec.clear();
+    // Waiting or Finished: the logged bars have all been read.
+    while let Progress::Stepped(ts) = backtest.advance(&mut rec)? {
+        rec.refusals = super::audit::refusals_since(backtest.refusals(), &mut refusals_before);
+        let mine: Value = serde_json::from_str(&serde_json::to_string(&step_line(&rec))?)?;
+        match steps.get(index) {
+            Some(theirs) => {
+                let mut found = Vec::new();
+                diff("", theirs, &mine, &mut found);
+                if !found.is_empty() {
+                    report.differing_steps += 1;
+                    let at = crate::time::iso(ts);
+                    report.differences.extend(found.into_iter().map(|d| format!("{at} {d}")));
                 }
             }
-            Progress::Waiting | Progress::Finished => break,
+            None => {
+                report.differing_steps += 1;
+                report.differences.push(format!(
+                    "{}: the backtest has a bar the paper session did not",
+                    crate::time::iso(ts)
+                ));
+            }
+        }
+        index += 1;
+        rec.clear();
+        if later.last().is_some_and(|(at, _)| *at == ts) {
+            let (_, next) = later.pop().expect("checked");
+            // Orders it cancels belong to the next bar's line, as in the session.
+            apply_generation(&mut backtest, &factory, next, &mut rec)?;
         }
     }
     report.steps = index;

@@ -44,6 +44,10 @@ impl SessionState {
     }
 }
 
+/// A latency histogram as read: cumulative counts per bucket bound (the
+/// last is +Inf) and the sum in seconds.
+pub type LatencyReading = (Vec<u64>, f64);
+
 /// The feed's health.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct FeedHealth {
@@ -82,7 +86,7 @@ pub struct Status {
     pub traps: BTreeMap<String, u64>,
     pub slices: Vec<HealthReport>,
     #[serde(skip)]
-    pub latency: Vec<((Symbol, SliceKind), (Vec<u64>, f64))>,
+    pub latency: Vec<((Symbol, SliceKind), LatencyReading)>,
     pub feed: FeedHealth,
     /// The config generation running (1 at the start; +1 per applied reload).
     pub config_generation: u32,
