@@ -2,9 +2,10 @@
 //!
 //! The host needs every slice interface, but a real component exports only
 //! one. So the bindings are generated for a host-only world that imports the
-//! `host` interface and exports all six slice interfaces, and the runtime loads
-//! just the one interface a component actually exports (`GuestIndices` per
-//! interface). Nothing outside `runtime/` sees these types.
+//! `host` interface and exports all six slice interfaces (and the optional
+//! `snapshot`), and the runtime loads just the interfaces a component actually
+//! exports (`GuestIndices` per interface). Nothing outside `runtime/` sees
+//! these types.
 
 #[cfg(not(feature = "next-interface"))]
 wasmtime::component::bindgen!({
@@ -20,6 +21,7 @@ wasmtime::component::bindgen!({
             export strata:plugin/strategy@0.1.0;
             export strata:plugin/sizing@0.1.0;
             export strata:plugin/execution@0.1.0;
+            export strata:plugin/snapshot@0.1.0;
         }
     ",
     world: "strata:host-view/all-slices",
@@ -45,11 +47,12 @@ wasmtime::component::bindgen!({
             export strata:plugin/strategy@0.1.1;
             export strata:plugin/sizing@0.1.1;
             export strata:plugin/execution@0.1.1;
+            export strata:plugin/snapshot@0.1.1;
         }
     ",
     world: "strata:host-view/all-slices",
     anyhow: true,
 });
 
-pub use exports::strata::plugin::{analysis, data, execution, regime, sizing, strategy};
+pub use exports::strata::plugin::{analysis, data, execution, regime, sizing, snapshot, strategy};
 pub use strata::plugin::{host, types};

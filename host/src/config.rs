@@ -34,7 +34,103 @@ pub struct RunConfig {
     /// Short selling, off by default (long only).
     #[serde(default)]
     pub shorting: ShortingSection,
+    /// Paper mode: the operator's endpoint and the polling feed.
+    #[serde(default)]
+    pub paper: PaperSection,
     pub slices: Slices,
+}
+
+/// `[paper]`: settings only paper mode reads.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PaperSection {
+    /// Port of the `/health` and `/metrics` endpoint on 127.0.0.1; off when
+    /// absent, any free port when 0 (the address is written to `<out>/http.addr`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_port: Option<u16>,
+    /// Polling feed: the shortest wait between checks, in seconds (fast markets).
+    #[serde(default = "default_min_interval")]
+    pub min_check_interval_s: f64,
+    /// Polling feed: the longest wait between checks, in seconds (quiet markets).
+    #[serde(default = "default_max_interval")]
+    pub max_check_interval_s: f64,
+    /// Polling feed: the volatility (standard deviation of log returns per bar)
+    /// at or below which the market counts as quiet and checks are the rarest.
+    #[serde(default = "default_quiet_volatility")]
+    pub quiet_volatility: f64,
+    /// Polling feed: bar length in seconds (Coinbase: 60, 300, 900, 3600, 21600 or 86400).
+    #[serde(default = "default_granularity")]
+    pub granularity_s: u32,
+    /// Polling feed: bars fetched before the first check, so indicators are warm.
+    #[serde(default = "default_history_bars")]
+    pub history_bars: u32,
+    /// Polling feed: base URL of the Coinbase Exchange REST API.
+    #[serde(default = "default_coinbase_url")]
+    pub coinbase_url: String,
+}
+
+impl Default for PaperSection {
+    fn default() -> Self {
+        PaperSection {
+            http_port: None,
+            min_check_interval_s: default_min_interval(),
+            max_check_interval_s: default_max_interval(),
+            quiet_volatility: default_quiet_volatility(),
+            granularity_s: default_granularity(),
+            history_bars: default_history_bars(),
+            coinbase_url: default_coinbase_url(),
+        }
+    }
+}
+
+fn default_min_interval() -> f64 {
+    15.0 * 60.0
+}
+fn default_max_interval() -> f64 {
+    4.0 * 3600.0
+}
+fn default_quiet_volatility() -> f64 {
+    0.002
+}
+fn default_granularity() -> u32 {
+    3600
+}
+fn default_history_bars() -> u32 {
+    300
+}
+fn default_coinbase_url() -> String {
+    "https://api.exchange.coinbase.com".into()
+}
+
+impl PaperSection {
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let (min, max) = (self.min_check_interval_s, self.max_check_interval_s);
+        if !(min.is_finite() && min > 0.0) {
+            problems.push(format!("paper.min-check-interval-s must be positive, got {min}"));
+        }
+        if !(max.is_finite() && max >= min) {
+            problems.push(format!(
+                "paper.max-check-interval-s must be at least min-check-interval-s ({min}), got {max}"
+            ));
+        }
+        if !(self.quiet_volatility.is_finite() && self.quiet_volatility > 0.0) {
+            problems.push(format!("paper.quiet-volatility must be positive, got {}", self.quiet_volatility));
+        }
+        if ![60, 300, 900, 3600, 21600, 86400].contains(&self.granularity_s) {
+            problems.push(format!(
+                "paper.granularity-s must be one of 60, 300, 900, 3600, 21600, 86400 (what Coinbase serves), got {}",
+                self.granularity_s
+            ));
+        }
+        if !(self.coinbase_url.starts_with("http://") || self.coinbase_url.starts_with("https://")) {
+            problems.push(format!(
+                "paper.coinbase-url must start with http:// or https://, got {:?}",
+                self.coinbase_url
+            ));
+        }
+        problems
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -301,6 +397,7 @@ impl LoadedConfig {
             ));
         }
         problems.extend(self.config.risk.problems());
+        problems.extend(self.config.paper.problems());
         let borrow = self.config.shorting.borrow_bps_per_year;
         if borrow < Decimal::ZERO || borrow > Decimal::from(100_000) {
             problems.push(format!("shorting.borrow-bps-per-year must be between 0 and 100000, got {borrow}"));

@@ -16,6 +16,7 @@ mod fetch;
 mod metrics;
 pub mod model;
 pub mod orchestrator;
+mod paper;
 pub mod portfolio;
 pub mod report;
 pub mod risk;

@@ -153,6 +153,19 @@ pub struct Proposal {
     pub adjustments: Option<u32>,
 }
 
+/// The gate's state that carries from bar to bar: what paper mode persists
+/// and shows the operator.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RiskDayState {
+    /// The UTC day (days since 1970-01-01) the counters are for.
+    pub day: Option<i64>,
+    pub day_start_equity: Decimal,
+    pub orders_today: u32,
+    pub peak_equity: Decimal,
+    /// Why the drawdown kill switch stopped trading, if it did.
+    pub killed: Option<String>,
+}
+
 /// The gate's state through a run.
 #[derive(Debug, Clone)]
 pub struct RiskGate {
@@ -174,6 +187,22 @@ impl RiskGate {
             orders_today: 0,
             peak_equity: start_equity,
             killed: None,
+        }
+    }
+
+    /// New limits from here on (a config reload in paper mode); the day's
+    /// counters and the equity peak carry over.
+    pub fn set_limits(&mut self, limits: RiskLimits) {
+        self.limits = limits;
+    }
+
+    pub fn day_state(&self) -> RiskDayState {
+        RiskDayState {
+            day: self.day,
+            day_start_equity: self.day_start_equity,
+            orders_today: self.orders_today,
+            peak_equity: self.peak_equity,
+            killed: self.killed.clone(),
         }
     }
 

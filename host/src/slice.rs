@@ -105,6 +105,16 @@ impl SliceHealth {
 pub trait Slice: Send {
     fn label(&self) -> &SliceLabel;
     fn health(&self) -> SliceHealth;
+    /// The instance's own state, if its component exports the optional
+    /// `snapshot` interface; `None` otherwise (paper mode persists it).
+    fn save_state(&mut self) -> SliceResult<Option<Vec<u8>>> {
+        Ok(None)
+    }
+    /// Hands back state [`Slice::save_state`] returned. False when the
+    /// component does not export `snapshot`.
+    fn restore_state(&mut self, _state: &[u8]) -> SliceResult<bool> {
+        Ok(false)
+    }
 }
 
 /// Produces the bars of one symbol.

@@ -146,6 +146,7 @@ pub use slices::data::{DataSource, TimeRange};
 pub use slices::execution::{Executor, Fill, Order, OrderEvent};
 pub use slices::regime::RegimeDetector;
 pub use slices::sizing::{Sizer, SizingRequest};
+pub use slices::snapshot::Snapshot;
 pub use slices::strategy::Strategy;
 
 /// Wire types shared with the host, generated from `wit/types.wit`.

@@ -7,6 +7,7 @@ mod cli;
 mod data_fetch;
 mod data_formats;
 mod orders;
+mod paper;
 mod plugin_authoring;
 mod report;
 mod sandbox;

@@ -107,6 +107,8 @@ pub struct ConfigFile {
     pub run: Vec<(String, String)>,
     /// The `[risk]` section's keys and TOML values.
     pub risk: Vec<(String, String)>,
+    /// The `[paper]` section's keys and TOML values (written only when not empty).
+    pub paper: Vec<(String, String)>,
     pub slices: BTreeMap<&'static str, SliceConfig>,
 }
 
@@ -142,6 +144,7 @@ impl ConfigFile {
                 ("max-gross-exposure".into(), "100".into()),
                 ("max-daily-loss".into(), "\"none\"".into()),
             ],
+            paper: Vec::new(),
             slices,
         }
     }
@@ -159,6 +162,12 @@ impl ConfigFile {
         s += "\n[risk]\n";
         for (k, v) in &self.risk {
             s += &format!("{k} = {v}\n");
+        }
+        if !self.paper.is_empty() {
+            s += "\n[paper]\n";
+            for (k, v) in &self.paper {
+                s += &format!("{k} = {v}\n");
+            }
         }
         for (kind, slice) in &self.slices {
             s += &format!(

@@ -2,9 +2,12 @@
 
 pub mod config;
 pub mod data;
+pub mod paper;
 pub mod plugin;
 mod progress;
+pub mod replay;
 pub mod run;
+pub mod status;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -36,6 +39,11 @@ pub enum Command {
     /// Write, build, inspect and check slices: `host plugin new --kind strategy my-strategy`.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Show a running paper session's health: `host status --out runs/paper-BTC-USD`.
+    Status(status::StatusArgs),
+    /// Replay a paper session's audit log through the backtest engine and
+    /// compare decision by decision.
+    Replay(replay::ReplayArgs),
 }
 
 pub fn execute(cli: Cli) -> Result<ExitCode> {
@@ -44,6 +52,8 @@ pub fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Data(cmd) => data::execute(cmd),
         Command::Config(cmd) => config::execute(cmd),
         Command::Plugin(cmd) => plugin::execute(cmd),
+        Command::Status(args) => status::execute(args),
+        Command::Replay(args) => replay::execute(args),
     }
 }
 

@@ -27,7 +27,7 @@ pub const RISK_STOP_EXIT: u8 = 3;
 pub enum Mode {
     /// Historical bars, simulated fills.
     Backtest,
-    /// A live feed with simulated fills (not available yet).
+    /// A live feed with simulated fills, durable state and hot reload (docs/paper.md).
     Paper,
     /// A real venue (not available yet).
     Live,
@@ -78,6 +78,8 @@ pub struct RunArgs {
     /// in the config, 0 = one per core]. Results do not depend on it.
     #[arg(long)]
     pub threads: Option<usize>,
+    #[command(flatten)]
+    pub paper: super::paper::PaperArgs,
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {
@@ -88,9 +90,12 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 }
 
 pub fn execute(args: RunArgs) -> Result<ExitCode> {
+    if args.mode == Mode::Paper {
+        return super::paper::execute(args);
+    }
     if args.mode != Mode::Backtest {
         let name = args.mode.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default();
-        bail!("mode `{name}` is not available yet: this version runs `--mode backtest` only");
+        bail!("mode `{name}` is not available yet: this version runs `--mode backtest` and `--mode paper`");
     }
     let symbols = parse_symbols(&args.symbols)?;
     let (start, end) = parse_range(args.from.as_deref(), args.to.as_deref())?;
@@ -198,7 +203,7 @@ fn last_bar_in_files(session: &Session, symbols: &[Symbol]) -> Option<Timestamp>
     symbols.iter().filter_map(|s| barfile::last_timestamp(&dir.join(format!("{s}.csv"))).ok().flatten()).max()
 }
 
-fn parse_symbols(raw: &[String]) -> Result<Vec<Symbol>> {
+pub(crate) fn parse_symbols(raw: &[String]) -> Result<Vec<Symbol>> {
     let mut symbols: Vec<Symbol> = Vec::new();
     for name in raw.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
         let symbol = Symbol::new(name).map_err(anyhow::Error::msg)?;
@@ -214,7 +219,10 @@ fn parse_symbols(raw: &[String]) -> Result<Vec<Symbol>> {
 }
 
 /// `--from` is the first day's midnight, `--to` the last millisecond of its day.
-fn parse_range(from: Option<&str>, to: Option<&str>) -> Result<(Option<Timestamp>, Option<Timestamp>)> {
+pub(crate) fn parse_range(
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<(Option<Timestamp>, Option<Timestamp>)> {
     let start = from.map(parse_date).transpose().map_err(|e| anyhow::anyhow!("--from: {e}"))?;
     let end = to
         .map(|t| parse_date(t).map(|d| d + MS_PER_DAY - 1))
@@ -229,7 +237,7 @@ fn parse_range(from: Option<&str>, to: Option<&str>) -> Result<(Option<Timestamp
 }
 
 /// Points the data slice's one directory grant at `dir`.
-fn override_data_dir(config: &mut LoadedConfig, dir: &Path) -> Result<()> {
+pub(crate) fn override_data_dir(config: &mut LoadedConfig, dir: &Path) -> Result<()> {
     let dir = crate::config::normalize(&std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned()));
     let grants = &mut config.config.slices.data.grants.read_dirs;
     match grants.len() {
@@ -251,7 +259,7 @@ fn override_data_dir(config: &mut LoadedConfig, dir: &Path) -> Result<()> {
 
 /// `--slice KIND=PATH`: another component in one slot. The path is relative
 /// to the working directory, as paths on the command line are.
-fn override_slice(config: &mut LoadedConfig, swap: &str) -> Result<()> {
+pub(crate) fn override_slice(config: &mut LoadedConfig, swap: &str) -> Result<()> {
     let Some((kind, path)) = swap.split_once('=') else {
         bail!("--slice {swap}: expected KIND=PATH, for example --slice strategy=target/my_strategy.wasm");
     };

@@ -20,6 +20,7 @@
 //! the bar it failed on: backtests are deterministic, so the failure recurs.
 
 mod faults;
+mod live;
 mod orders;
 mod pipeline;
 mod positions;
@@ -34,7 +35,8 @@ use serde::Serialize;
 use crate::clock::SimClock;
 use crate::config::{FaultPolicy, RunConfig, ShortingSection};
 use crate::model::{
-    Bar, Fill, Order, OrderId, OrderType, Side, SliceKind, SourceInfo, Symbol, TimeInForce, Timestamp,
+    Bar, Fill, Order, OrderId, OrderType, Regime, Side, Signal, SliceKind, SourceInfo, Symbol, TimeInForce,
+    Timestamp,
 };
 use crate::portfolio::{Ledger, RoundTrip};
 use crate::risk::{RiskGate, RiskLimits};
@@ -48,6 +50,12 @@ use pipeline::Batch;
 
 /// Receives what a run produces, as it happens.
 pub trait Recorder {
+    /// What the pipeline made of one symbol's bar, just before the host acts
+    /// on it. Only called when [`Backtest::record_decisions`] is on (paper
+    /// mode's audit trail and `host replay`), so backtests pay nothing.
+    fn decision(&mut self, _decision: &Decision<'_>) -> io::Result<()> {
+        Ok(())
+    }
     fn equity(&mut self, ts: Timestamp, cash: Decimal, equity: Decimal) -> io::Result<()>;
     fn order(&mut self, order: &OrderRecord) -> io::Result<()>;
     fn round_trip(&mut self, trip: &RoundTrip) -> io::Result<()>;
@@ -62,6 +70,19 @@ pub trait Recorder {
     /// One symbol's bar, once processed (fills, mark and signal done), before
     /// the timestamp's equity row: for benchmarks and per-symbol figures.
     fn bar(&mut self, _symbol: usize, _bar: &Bar) {}
+}
+
+/// The inputs and outputs of the decision slices for one symbol's bar.
+#[derive(Debug, Clone, Copy)]
+pub struct Decision<'a> {
+    pub symbol: &'a Symbol,
+    pub bar: &'a Bar,
+    /// The analysis slice's values for this bar, in the order of `feature_names`.
+    pub features: &'a [f64],
+    pub feature_names: &'a [String],
+    pub regime: Regime,
+    /// The strategy's signal on this bar, if it made one.
+    pub signal: Option<Signal>,
 }
 
 /// Where a position is in its life.
@@ -403,6 +424,12 @@ impl Chain {
     fn needs_batch(&self) -> bool {
         self.active && !self.ended && self.batch.exhausted() && self.batch.fault.is_none()
     }
+
+    /// True right after a refill found the symbol's data empty from the
+    /// start: no bar in the range at all, and no fault to explain it.
+    fn has_no_bars(&self) -> bool {
+        self.ended && self.bars_done == 0 && self.batch.fault.is_none()
+    }
 }
 
 /// A backtest over ready-made slice chains.
@@ -425,6 +452,8 @@ pub struct Backtest<'f> {
     stopped: Option<String>,
     next_position_id: u64,
     active: Vec<usize>,
+    /// Call [`Recorder::decision`] for every symbol's bar.
+    record_decisions: bool,
 }
 
 /// A symbol's ready-made chain: its slices (data already opened), the analysis
@@ -488,6 +517,7 @@ impl<'f> Backtest<'f> {
             stopped: None,
             next_position_id: 1,
             active: Vec::new(),
+            record_decisions: false,
         }
     }
 
@@ -568,7 +598,7 @@ impl<'f> Backtest<'f> {
 
     /// Processes the next timestamp, if any symbol has a bar for it.
     pub fn advance(&mut self, recorder: &mut dyn Recorder) -> Result<Progress, RunError> {
-        self.fill_batches();
+        self.fill_batches()?;
         let mut next: Option<Timestamp> = None;
         let mut waiting = false;
         for i in 0..self.chains.len() {
@@ -600,7 +630,7 @@ impl<'f> Backtest<'f> {
     /// analysis, regime and strategy slices depend on their own bars only,
     /// so with a thread pool they run at the same time; each chain has its
     /// own instances and clock, so the results are the same either way.
-    fn fill_batches(&mut self) {
+    fn fill_batches(&mut self) -> Result<(), RunError> {
         let (settings, factory) = (&self.settings, self.factory);
         let mut due: Vec<&mut Chain> = self.chains.iter_mut().filter(|c| c.needs_batch()).collect();
         match &self.pool {
@@ -608,7 +638,14 @@ impl<'f> Backtest<'f> {
                 use rayon::prelude::*;
                 pool.install(|| due.par_iter_mut().for_each(|chain| chain.refill(settings, factory)));
             }
-            _ => due.into_iter().for_each(|chain| chain.refill(settings, factory)),
+            _ => due.iter_mut().for_each(|chain| chain.refill(settings, factory)),
+        }
+        // Checked in symbol order, so the error does not depend on threads.
+        match due.iter().find(|chain| chain.has_no_bars()) {
+            Some(chain) => {
+                Err(RunError::NoBars { symbol: chain.symbol.clone(), range: describe_range(settings) })
+            }
+            None => Ok(()),
         }
     }
 
@@ -636,7 +673,7 @@ impl<'f> Backtest<'f> {
                 let (settings, factory) = (&self.settings, self.factory);
                 self.chains[i].refill(settings, factory);
                 let chain = &self.chains[i];
-                if chain.ended && chain.bars_done == 0 && chain.batch.fault.is_none() {
+                if chain.has_no_bars() {
                     return Err(RunError::NoBars {
                         symbol: chain.symbol.clone(),
                         range: describe_range(&self.settings),
@@ -693,6 +730,18 @@ impl<'f> Backtest<'f> {
                 .get(chain.batch.next_signal)
                 .filter(|s| s.bar_index as usize == cursor)
                 .copied();
+            if self.record_decisions {
+                let width = chain.features.len();
+                let batch = &chain.batch;
+                recorder.decision(&Decision {
+                    symbol: &chain.symbol,
+                    bar: &batch.bars[cursor],
+                    features: batch.features.get(cursor * width..(cursor + 1) * width).unwrap_or_default(),
+                    feature_names: &chain.features,
+                    regime: batch.regimes.get(cursor).copied().unwrap_or(Regime::Unknown),
+                    signal: signal.filter(|_| chain.active),
+                })?;
+            }
             if let Some(signal) = signal {
                 chain.batch.next_signal += 1;
                 if chain.active {

@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 use wasmtime::{Store, Trap, WasmBacktrace};
 
 use super::sandbox::SliceState;
-use crate::bindings::{analysis, data, execution, regime, sizing, strategy, types as wire};
+use crate::bindings::{analysis, data, execution, regime, sizing, snapshot, strategy, types as wire};
 use crate::model::{
     Action, Bar, ConfigParam, ConfigValue, Fill, Order, OrderEvent, OrderId, OrderType, PluginInfo, Regime,
     Side, Signal, SizingRequest, SliceKind, SourceInfo, Symbol, TimeInForce, Timestamp,
@@ -32,7 +32,12 @@ pub struct WasmSlice<G> {
     health: SliceHealth,
     /// Reused between calls so a batch costs no allocation on the host side.
     wire_bars: Vec<wire::Bar>,
+    /// The optional `snapshot` interface, when the component exports it.
+    snapshot: Option<snapshot::Guest>,
 }
+
+/// Largest state a slice may hand the host to persist.
+const MAX_STATE_BYTES: usize = 16 << 20;
 
 impl<G> WasmSlice<G> {
     pub(crate) fn new(
@@ -41,6 +46,7 @@ impl<G> WasmSlice<G> {
         label: SliceLabel,
         deadline: Duration,
         budget: Option<Duration>,
+        snapshot: Option<snapshot::Guest>,
     ) -> Self {
         WasmSlice {
             store,
@@ -52,6 +58,7 @@ impl<G> WasmSlice<G> {
             poisoned: false,
             health: SliceHealth::default(),
             wire_bars: Vec::new(),
+            snapshot,
         }
     }
 
@@ -148,6 +155,24 @@ impl<G: Send> Slice for WasmSlice<G> {
 
     fn health(&self) -> SliceHealth {
         self.health.clone()
+    }
+
+    fn save_state(&mut self) -> SliceResult<Option<Vec<u8>>> {
+        let Some(guest) = self.snapshot.clone() else { return Ok(None) };
+        let state = self.call(|_, s, _| guest.call_save(s))?;
+        if state.len() > MAX_STATE_BYTES {
+            return Err(self.invalid(format!(
+                "snapshot save returned {} bytes, more than the {MAX_STATE_BYTES} allowed",
+                state.len()
+            )));
+        }
+        Ok(Some(state))
+    }
+
+    fn restore_state(&mut self, state: &[u8]) -> SliceResult<bool> {
+        let Some(guest) = self.snapshot.clone() else { return Ok(false) };
+        self.call(|_, s, _| guest.call_restore(s, state))?;
+        Ok(true)
     }
 }
 

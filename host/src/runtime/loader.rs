@@ -13,7 +13,7 @@ use wasmtime::component::{InstancePre, Linker};
 use super::INTERFACE_VERSION;
 use super::cache::{Cache, CacheOutcome};
 use super::sandbox::SliceState;
-use crate::bindings::{analysis, data, execution, regime, sizing, strategy};
+use crate::bindings::{analysis, data, execution, regime, sizing, snapshot, strategy};
 use crate::model::{PluginInfo, SliceKind};
 
 /// A compiled component that passed every check for one slice kind.
@@ -35,12 +35,20 @@ pub struct Plugin {
     pub cache: CacheOutcome,
     pub(crate) pre: InstancePre<SliceState>,
     pub(crate) exports: Exports,
+    /// The optional `snapshot` interface, when the component exports it.
+    pub(crate) snapshot: Option<snapshot::GuestIndices>,
 }
 
 impl Plugin {
     /// `sma 0.1.0`.
     pub fn label(&self) -> String {
         self.info.label()
+    }
+
+    /// True when the component exports the optional `snapshot` interface.
+    #[allow(dead_code)] // read by paper mode's reports
+    pub fn exports_snapshot(&self) -> bool {
+        self.snapshot.is_some()
     }
 }
 
@@ -240,6 +248,8 @@ pub fn load(
         SliceKind::Sizing => Exports::Sizing(sizing::GuestIndices::new(&pre).map_err(missing)?),
         SliceKind::Execution => Exports::Execution(execution::GuestIndices::new(&pre).map_err(missing)?),
     };
+    // Optional: found by name when the component exports it, else absent.
+    let snapshot = snapshot::GuestIndices::new(&pre).ok();
 
     Ok(Plugin {
         kind: found,
@@ -260,6 +270,7 @@ pub fn load(
         cache,
         pre,
         exports,
+        snapshot,
     })
 }
 

@@ -129,8 +129,10 @@ impl Runtime {
         let guest = load(&plugin.exports, &mut store, &instance)
             .ok_or_else(|| fail(Failure::Invalid(format!("is not {} slice", plugin.kind))))?
             .map_err(trapped)?;
+        let snapshot =
+            plugin.snapshot.as_ref().map(|ix| ix.load(&mut store, &instance)).transpose().map_err(trapped)?;
         let budget = sandbox.limits.budget_ms.map(Duration::from_millis);
-        Ok(WasmSlice::new(store, guest, label, deadline, budget))
+        Ok(WasmSlice::new(store, guest, label, deadline, budget, snapshot))
     }
 
     pub fn data_slice(

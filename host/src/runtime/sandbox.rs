@@ -42,7 +42,6 @@ pub enum ClockSource {
     Simulated(SimClock),
     /// Paper and live trading: the machine's clocks; a sleep never outlasts
     /// the call's deadline.
-    #[allow(dead_code)] // constructed by the paper and live modes, not built yet
     Real,
 }
 

@@ -47,10 +47,31 @@ pub fn update<T: Analyzer>(slot: &Slot<T>, bars: Vec<Bar>) -> Result<Vec<f64>, S
     })
 }
 
+#[doc(hidden)]
+pub fn save_state<T: Analyzer + crate::Snapshot>(slot: &Slot<T>) -> Result<Vec<u8>, String> {
+    slot.with(|p| p.save())
+}
+
+#[doc(hidden)]
+pub fn restore_state<T: Analyzer + crate::Snapshot>(slot: &Slot<T>, state: Vec<u8>) -> Result<(), String> {
+    slot.with(|p| p.restore(&state))
+}
+
 /// Exports an [`Analyzer`] as this crate's component. Call it once per crate.
 #[macro_export]
 macro_rules! export_analyzer {
     ($plugin:ty) => {
+        $crate::export_analyzer!(@export "analysis-slice", $plugin, {});
+    };
+    // Also exports the optional `snapshot` interface: `$plugin` implements [`Snapshot`].
+    ($plugin:ty, snapshot) => {
+        const _: fn() = || {
+            fn exports_its_state<T: $crate::Snapshot>() {}
+            exports_its_state::<$plugin>();
+        };
+        $crate::export_analyzer!(@export "analysis-slice-with-snapshot", $plugin, { $crate::__export_snapshot!(analysis); });
+    };
+    (@export $world:literal, $plugin:ty, { $($extra:tt)* }) => {
         // Natively the crate is an ordinary library for tests: check the type
         // and export nothing (component export names are not valid native symbols).
         #[cfg(not(target_arch = "wasm32"))]
@@ -65,7 +86,7 @@ macro_rules! export_analyzer {
         mod __strata_export {
             use super::*;
             use $crate::__private::types as wire;
-            $crate::__generate_slice_world!("analysis-slice");
+            $crate::__generate_slice_world!($world);
 
             static SLOT: $crate::__private::Slot<$plugin> = $crate::__private::Slot::new();
 
@@ -87,6 +108,7 @@ macro_rules! export_analyzer {
                     $crate::__private::analysis::update(&SLOT, bars)
                 }
             }
+            $($extra)*
             export!(Adapter);
         }
     };

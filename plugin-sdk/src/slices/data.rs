@@ -100,10 +100,34 @@ pub fn next_batch<T: DataSource>(slot: &Slot<State<T>>, max: u32) -> Result<Vec<
     })
 }
 
+#[doc(hidden)]
+pub fn save_state<T: DataSource + crate::Snapshot>(slot: &Slot<State<T>>) -> Result<Vec<u8>, String> {
+    slot.with(|s| s.plugin.save())
+}
+
+#[doc(hidden)]
+pub fn restore_state<T: DataSource + crate::Snapshot>(
+    slot: &Slot<State<T>>,
+    state: Vec<u8>,
+) -> Result<(), String> {
+    slot.with(|s| s.plugin.restore(&state))
+}
+
 /// Exports a [`DataSource`] as this crate's component. Call it once per crate.
 #[macro_export]
 macro_rules! export_data_source {
     ($plugin:ty) => {
+        $crate::export_data_source!(@export "data-slice", $plugin, {});
+    };
+    // Also exports the optional `snapshot` interface: `$plugin` implements [`Snapshot`].
+    ($plugin:ty, snapshot) => {
+        const _: fn() = || {
+            fn exports_its_state<T: $crate::Snapshot>() {}
+            exports_its_state::<$plugin>();
+        };
+        $crate::export_data_source!(@export "data-slice-with-snapshot", $plugin, { $crate::__export_snapshot!(data); });
+    };
+    (@export $world:literal, $plugin:ty, { $($extra:tt)* }) => {
         // Natively the crate is an ordinary library for tests: check the type
         // and export nothing (component export names are not valid native symbols).
         #[cfg(not(target_arch = "wasm32"))]
@@ -118,7 +142,7 @@ macro_rules! export_data_source {
         mod __strata_export {
             use super::*;
             use $crate::__private::types as wire;
-            $crate::__generate_slice_world!("data-slice");
+            $crate::__generate_slice_world!($world);
 
             static SLOT: $crate::__private::Slot<$crate::__private::data::State<$plugin>> =
                 $crate::__private::Slot::new();
@@ -145,6 +169,7 @@ macro_rules! export_data_source {
                     $crate::__private::data::next_batch(&SLOT, max)
                 }
             }
+            $($extra)*
             export!(Adapter);
         }
     };

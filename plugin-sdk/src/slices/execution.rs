@@ -179,10 +179,31 @@ pub fn cancel<T: Executor>(slot: &Slot<T>, order_id: u64) -> Result<Vec<wire::Or
     })
 }
 
+#[doc(hidden)]
+pub fn save_state<T: Executor + crate::Snapshot>(slot: &Slot<T>) -> Result<Vec<u8>, String> {
+    slot.with(|p| p.save())
+}
+
+#[doc(hidden)]
+pub fn restore_state<T: Executor + crate::Snapshot>(slot: &Slot<T>, state: Vec<u8>) -> Result<(), String> {
+    slot.with(|p| p.restore(&state))
+}
+
 /// Exports an [`Executor`] as this crate's component. Call it once per crate.
 #[macro_export]
 macro_rules! export_executor {
     ($plugin:ty) => {
+        $crate::export_executor!(@export "execution-slice", $plugin, {});
+    };
+    // Also exports the optional `snapshot` interface: `$plugin` implements [`Snapshot`].
+    ($plugin:ty, snapshot) => {
+        const _: fn() = || {
+            fn exports_its_state<T: $crate::Snapshot>() {}
+            exports_its_state::<$plugin>();
+        };
+        $crate::export_executor!(@export "execution-slice-with-snapshot", $plugin, { $crate::__export_snapshot!(execution); });
+    };
+    (@export $world:literal, $plugin:ty, { $($extra:tt)* }) => {
         // Natively the crate is an ordinary library for tests: check the type
         // and export nothing (component export names are not valid native symbols).
         #[cfg(not(target_arch = "wasm32"))]
@@ -197,7 +218,7 @@ macro_rules! export_executor {
         mod __strata_export {
             use super::*;
             use $crate::__private::types as wire;
-            $crate::__generate_slice_world!("execution-slice");
+            $crate::__generate_slice_world!($world);
 
             static SLOT: $crate::__private::Slot<$plugin> = $crate::__private::Slot::new();
 
@@ -228,6 +249,7 @@ macro_rules! export_executor {
                     $crate::__private::execution::cancel(&SLOT, order_id)
                 }
             }
+            $($extra)*
             export!(Adapter);
         }
     };

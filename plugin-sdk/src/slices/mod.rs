@@ -7,4 +7,5 @@ pub mod data;
 pub mod execution;
 pub mod regime;
 pub mod sizing;
+pub mod snapshot;
 pub mod strategy;

@@ -52,10 +52,34 @@ pub fn classify<T: RegimeDetector>(
     })
 }
 
+#[doc(hidden)]
+pub fn save_state<T: RegimeDetector + crate::Snapshot>(slot: &Slot<State<T>>) -> Result<Vec<u8>, String> {
+    slot.with(|s| s.plugin.save())
+}
+
+#[doc(hidden)]
+pub fn restore_state<T: RegimeDetector + crate::Snapshot>(
+    slot: &Slot<State<T>>,
+    state: Vec<u8>,
+) -> Result<(), String> {
+    slot.with(|s| s.plugin.restore(&state))
+}
+
 /// Exports a [`RegimeDetector`] as this crate's component. Call it once per crate.
 #[macro_export]
 macro_rules! export_regime_detector {
     ($plugin:ty) => {
+        $crate::export_regime_detector!(@export "regime-slice", $plugin, {});
+    };
+    // Also exports the optional `snapshot` interface: `$plugin` implements [`Snapshot`].
+    ($plugin:ty, snapshot) => {
+        const _: fn() = || {
+            fn exports_its_state<T: $crate::Snapshot>() {}
+            exports_its_state::<$plugin>();
+        };
+        $crate::export_regime_detector!(@export "regime-slice-with-snapshot", $plugin, { $crate::__export_snapshot!(regime); });
+    };
+    (@export $world:literal, $plugin:ty, { $($extra:tt)* }) => {
         // Natively the crate is an ordinary library for tests: check the type
         // and export nothing (component export names are not valid native symbols).
         #[cfg(not(target_arch = "wasm32"))]
@@ -70,7 +94,7 @@ macro_rules! export_regime_detector {
         mod __strata_export {
             use super::*;
             use $crate::__private::types as wire;
-            $crate::__generate_slice_world!("regime-slice");
+            $crate::__generate_slice_world!($world);
 
             static SLOT: $crate::__private::Slot<$crate::__private::regime::State<$plugin>> =
                 $crate::__private::Slot::new();
@@ -96,6 +120,7 @@ macro_rules! export_regime_detector {
                     $crate::__private::regime::classify(&SLOT, bars, features)
                 }
             }
+            $($extra)*
             export!(Adapter);
         }
     };

@@ -77,10 +77,31 @@ pub fn size<T: Sizer>(slot: &Slot<T>, request: wire::SizingRequest) -> Result<St
     })
 }
 
+#[doc(hidden)]
+pub fn save_state<T: Sizer + crate::Snapshot>(slot: &Slot<T>) -> Result<Vec<u8>, String> {
+    slot.with(|p| p.save())
+}
+
+#[doc(hidden)]
+pub fn restore_state<T: Sizer + crate::Snapshot>(slot: &Slot<T>, state: Vec<u8>) -> Result<(), String> {
+    slot.with(|p| p.restore(&state))
+}
+
 /// Exports a [`Sizer`] as this crate's component. Call it once per crate.
 #[macro_export]
 macro_rules! export_sizer {
     ($plugin:ty) => {
+        $crate::export_sizer!(@export "sizing-slice", $plugin, {});
+    };
+    // Also exports the optional `snapshot` interface: `$plugin` implements [`Snapshot`].
+    ($plugin:ty, snapshot) => {
+        const _: fn() = || {
+            fn exports_its_state<T: $crate::Snapshot>() {}
+            exports_its_state::<$plugin>();
+        };
+        $crate::export_sizer!(@export "sizing-slice-with-snapshot", $plugin, { $crate::__export_snapshot!(sizing); });
+    };
+    (@export $world:literal, $plugin:ty, { $($extra:tt)* }) => {
         // Natively the crate is an ordinary library for tests: check the type
         // and export nothing (component export names are not valid native symbols).
         #[cfg(not(target_arch = "wasm32"))]
@@ -95,7 +116,7 @@ macro_rules! export_sizer {
         mod __strata_export {
             use super::*;
             use $crate::__private::types as wire;
-            $crate::__generate_slice_world!("sizing-slice");
+            $crate::__generate_slice_world!($world);
 
             static SLOT: $crate::__private::Slot<$plugin> = $crate::__private::Slot::new();
 
@@ -114,6 +135,7 @@ macro_rules! export_sizer {
                     $crate::__private::sizing::size(&SLOT, request)
                 }
             }
+            $($extra)*
             export!(Adapter);
         }
     };

@@ -94,10 +94,34 @@ pub fn decide<T: Strategy>(
     })
 }
 
+#[doc(hidden)]
+pub fn save_state<T: Strategy + crate::Snapshot>(slot: &Slot<State<T>>) -> Result<Vec<u8>, String> {
+    slot.with(|s| s.plugin.save())
+}
+
+#[doc(hidden)]
+pub fn restore_state<T: Strategy + crate::Snapshot>(
+    slot: &Slot<State<T>>,
+    state: Vec<u8>,
+) -> Result<(), String> {
+    slot.with(|s| s.plugin.restore(&state))
+}
+
 /// Exports a [`Strategy`] as this crate's component. Call it once per crate.
 #[macro_export]
 macro_rules! export_strategy {
     ($plugin:ty) => {
+        $crate::export_strategy!(@export "strategy-slice", $plugin, {});
+    };
+    // Also exports the optional `snapshot` interface: `$plugin` implements [`Snapshot`].
+    ($plugin:ty, snapshot) => {
+        const _: fn() = || {
+            fn exports_its_state<T: $crate::Snapshot>() {}
+            exports_its_state::<$plugin>();
+        };
+        $crate::export_strategy!(@export "strategy-slice-with-snapshot", $plugin, { $crate::__export_snapshot!(strategy); });
+    };
+    (@export $world:literal, $plugin:ty, { $($extra:tt)* }) => {
         // Natively the crate is an ordinary library for tests: check the type
         // and export nothing (component export names are not valid native symbols).
         #[cfg(not(target_arch = "wasm32"))]
@@ -112,7 +136,7 @@ macro_rules! export_strategy {
         mod __strata_export {
             use super::*;
             use $crate::__private::types as wire;
-            $crate::__generate_slice_world!("strategy-slice");
+            $crate::__generate_slice_world!($world);
 
             static SLOT: $crate::__private::Slot<$crate::__private::strategy::State<$plugin>> =
                 $crate::__private::Slot::new();
@@ -139,6 +163,7 @@ macro_rules! export_strategy {
                     $crate::__private::strategy::decide(&SLOT, bars, features, regimes)
                 }
             }
+            $($extra)*
             export!(Adapter);
         }
     };

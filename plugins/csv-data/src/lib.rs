@@ -11,9 +11,14 @@
 //! `Date,Open,High,Low,Close,Adj Close,Volume`. `Close` is the close used;
 //! `Adj Close` (adjusted for dividends) must be a number but is not used.
 //! Rows Yahoo fills with `null` (a day without data) are skipped.
+//!
+//! With `follow = true` (paper mode) the file is a live feed that someone
+//! else appends to: at its end the slice returns the bars it has and, on the
+//! next call, whatever complete rows were appended since. A row still being
+//! written (no line end yet) waits for its end. The feed never ends by itself.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
 
 use plugin_sdk::{Bar, Config, DataSource, Error, Manifest, Param, Result, SourceInfo, TimeRange, Timestamp};
 
@@ -32,6 +37,7 @@ enum Format {
 
 pub struct CsvData {
     dir: String,
+    follow: bool,
     reader: Option<Reader>,
 }
 
@@ -44,12 +50,25 @@ struct Reader {
     done: bool,
     line: String,
     format: Format,
+    /// Following a growing file: the end of the file is "nothing yet", not the end.
+    follow: bool,
+    /// Following: the last read reached the current end of the file.
+    at_end: bool,
+    /// Following: `line` holds the start of a row whose end is not written yet.
+    partial: bool,
+    /// Following: bytes of complete lines read so far.
+    consumed: u64,
 }
 
 impl DataSource for CsvData {
     fn manifest() -> Manifest {
         Manifest::new("Bars from <dir>/<SYMBOL>.csv (timestamp,open,high,low,close,volume)")
             .param(Param::text("dir", "/data", "directory of the CSV files, as granted to this slice"))
+            .param(Param::bool(
+                "follow",
+                false,
+                "treat the file as a live feed that grows: at its end, wait for more rows instead of ending",
+            ))
     }
 
     fn new(config: &Config) -> Result<Self> {
@@ -57,7 +76,7 @@ impl DataSource for CsvData {
         if dir.is_empty() {
             return Err(Error::new("`dir` must name a directory"));
         }
-        Ok(CsvData { dir, reader: None })
+        Ok(CsvData { dir, follow: config.bool("follow")?, reader: None })
     }
 
     fn open(&mut self, symbol: &str, range: TimeRange) -> Result<SourceInfo> {
@@ -79,6 +98,10 @@ impl DataSource for CsvData {
             done: false,
             line: String::new(),
             format: Format::Strata,
+            follow: self.follow,
+            at_end: false,
+            partial: false,
+            consumed: 0,
         };
         let comments = reader.read_header()?;
         let synthetic = comments.iter().any(|c| c.to_ascii_uppercase().contains("SYNTHETIC"));
@@ -95,7 +118,10 @@ impl DataSource for CsvData {
 
     fn next_batch(&mut self, max: usize, bars: &mut Vec<Bar>) -> Result<()> {
         let reader = self.reader.as_mut().ok_or_else(|| Error::new("next-batch before open"))?;
-        while bars.len() < max && !reader.done {
+        if reader.at_end {
+            reader.reopen()?;
+        }
+        while bars.len() < max && !reader.done && !reader.at_end {
             if let Some(bar) = reader.next_bar()? {
                 bars.push(bar);
             }
@@ -143,17 +169,42 @@ impl Reader {
         let Some(bar) = fast::parse_row(&buffer[..end]) else { return Ok(None) };
         self.lines.consume(end + 1);
         self.line_no += 1;
+        self.consumed += (end + 1) as u64;
         Ok(Some(bar))
     }
 
-    /// Reads the next line into `self.line`; false at end of file.
+    /// Reads the next line into `self.line`; false at end of file. When
+    /// following, a last line without its line end is kept for the next call
+    /// (its writer has not finished it) and counts as the end for now.
     fn read_line(&mut self) -> Result<bool> {
-        self.line.clear();
+        if !self.partial {
+            self.line.clear();
+        }
         let n = self.lines.read_line(&mut self.line).map_err(|e| self.error(format!("cannot read: {e}")))?;
+        if self.follow && !self.line.ends_with('\n') {
+            self.partial = !self.line.is_empty();
+            return Ok(false);
+        }
+        self.partial = false;
         if n > 0 {
             self.line_no += 1;
+            self.consumed += self.line.len() as u64;
         }
         Ok(n > 0)
+    }
+
+    /// Following: opens the file again after its end, where the last complete
+    /// line ended. A reader at the end of a file does not see what is
+    /// appended later in every sandbox (WASI file streams end for good), so
+    /// the file is reopened rather than read again.
+    fn reopen(&mut self) -> Result<()> {
+        let mut file = File::open(&self.path).map_err(|e| self.error(format!("cannot reopen: {e}")))?;
+        file.seek(SeekFrom::Start(self.consumed)).map_err(|e| self.error(format!("cannot seek: {e}")))?;
+        self.lines = BufReader::with_capacity(1 << 16, file);
+        self.line.clear();
+        self.partial = false;
+        self.at_end = false;
+        Ok(())
     }
 
     /// Skips leading comments (returned) and checks the header.
@@ -183,14 +234,19 @@ impl Reader {
     /// The next row inside the range; `None` for a row before the range or at the end.
     fn next_bar(&mut self) -> Result<Option<Bar>> {
         let fast = match self.format {
-            Format::Strata => self.next_common_row()?,
-            Format::Yahoo => None,
+            // Not in the middle of a row a live feed has half written.
+            Format::Strata if !self.partial => self.next_common_row()?,
+            _ => None,
         };
         let bar = match fast {
             Some(bar) => bar,
             None => {
                 if !self.read_line()? {
-                    self.done = true;
+                    if self.follow {
+                        self.at_end = true;
+                    } else {
+                        self.done = true;
+                    }
                     return Ok(None);
                 }
                 let line = self.line.trim_end_matches(['\n', '\r']);
@@ -336,5 +392,34 @@ mod tests {
             let err = parse_row(row).unwrap_err();
             assert!(err.contains(want), "{row}: {err}");
         }
+    }
+
+    #[test]
+    fn following_a_growing_file_waits_for_complete_rows() {
+        use std::io::Write;
+        let dir = std::env::temp_dir().join(format!("csv-data-follow-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("FEED.csv");
+        std::fs::write(
+            &path,
+            "timestamp,open,high,low,close,volume\n2024-01-01,1,2,0.5,1.5,10\n2024-01-02,1.5,2",
+        )
+        .unwrap();
+        let config = plugin_sdk::Config::defaults(&CsvData::manifest())
+            .with("dir", dir.to_str().unwrap())
+            .with("follow", true);
+        let mut data = CsvData::new(&config).unwrap();
+        data.open("FEED", TimeRange::default()).unwrap();
+        let mut bars = Vec::new();
+        data.next_batch(10, &mut bars).unwrap();
+        assert_eq!(bars.len(), 1, "the half-written second row waits");
+        bars.clear();
+        data.next_batch(10, &mut bars).unwrap();
+        assert!(bars.is_empty(), "nothing new is not the end");
+        let mut file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(b",1,1.8,5\n2024-01-03,1.8,2,1,1.9,7\n").unwrap();
+        data.next_batch(10, &mut bars).unwrap();
+        assert_eq!(bars.iter().map(|b| b.close).collect::<Vec<_>>(), vec![1.8, 1.9]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

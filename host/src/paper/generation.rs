@@ -1,0 +1,258 @@
+//! A generation is one version of a paper session's config with its six
+//! components loaded: the session starts with one, and every accepted reload
+//! makes the next. The factory builds slice instances from the current
+//! generation, with the real clock in paper mode, and times every call.
+//!
+//! Components are run from copies in the session's folder, named by their
+//! sha256, so that a restart (which replays the session from its first bar)
+//! runs exactly the components that made the committed decisions, even if
+//! the files the config names have been rebuilt since.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::RwLock;
+
+use anyhow::{Context, Result, bail};
+
+use super::metrics::{LatencyHistogram, Timed};
+use crate::clock::SimClock;
+use crate::config::{LoadedConfig, RunConfig, slice_settings};
+use crate::model::{ConfigValue, SliceKind, Symbol, Timestamp};
+use crate::orchestrator::SliceFactory;
+use crate::runtime::{ClockSource, Plugin, Runtime, Sandbox};
+use crate::session::derive_seed;
+use crate::slice::{
+    AnalysisSlice, DataSlice, ExecutionSlice, RegimeSlice, SizingSlice, SliceResult, StrategySlice,
+};
+
+/// One version of the config, its components loaded and their settings checked.
+pub struct Generation {
+    /// Counted from 1 in the session.
+    pub number: u32,
+    pub config: LoadedConfig,
+    pub plugins: BTreeMap<SliceKind, Plugin>,
+    pub settings: BTreeMap<SliceKind, Vec<(String, ConfigValue)>>,
+}
+
+impl Generation {
+    /// Loads (compiles, checks and asks to describe itself) every component
+    /// of `config` and checks each slice's settings. Nothing runs yet.
+    pub fn load(runtime: &Runtime, config: LoadedConfig, number: u32) -> Result<Self> {
+        let mut plugins = BTreeMap::new();
+        let mut settings = BTreeMap::new();
+        let mut problems = Vec::new();
+        for kind in SliceKind::ALL {
+            let section = config.config.slices.get(kind);
+            let plugin = runtime
+                .load(kind, &section.plugin)
+                .with_context(|| format!("slices.{kind}.plugin in {}", config.path.display()))?;
+            match slice_settings(kind, &plugin.label(), &section.config, &plugin.info.params) {
+                Ok(s) => {
+                    settings.insert(kind, s);
+                }
+                Err(p) => problems.extend(p),
+            }
+            plugins.insert(kind, plugin);
+        }
+        if !problems.is_empty() {
+            bail!(
+                "config file {} has {} problem(s):\n{}",
+                config.path.display(),
+                problems.len(),
+                problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
+            );
+        }
+        Ok(Generation { number, config, plugins, settings })
+    }
+
+    /// The slice kinds whose component or settings differ from `other`'s.
+    pub fn changed_slices(&self, other: &Generation) -> BTreeSet<SliceKind> {
+        SliceKind::ALL
+            .into_iter()
+            .filter(|k| {
+                self.plugins[k].sha256 != other.plugins[k].sha256
+                    || self.settings[k] != other.settings[k]
+                    || self.config.config.slices.get(*k).limits != other.config.config.slices.get(*k).limits
+                    || self.config.config.slices.get(*k).grants != other.config.config.slices.get(*k).grants
+            })
+            .collect()
+    }
+}
+
+/// Copies every component `config` names into `dir` as `<sha256>.wasm` (once)
+/// and points the config at the copies.
+pub fn pin_components(config: &mut RunConfig, dir: &Path) -> Result<()> {
+    use sha2::{Digest, Sha256};
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for kind in SliceKind::ALL {
+        let section = config.slices.get_mut(kind);
+        let bytes = std::fs::read(&section.plugin)
+            .with_context(|| format!("slices.{kind}.plugin: cannot read {}", section.plugin.display()))?;
+        let sha: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        let pinned = dir.join(format!("{sha}.wasm"));
+        if !pinned.is_file() {
+            let partial = dir.join(format!("{sha}.wasm.partial"));
+            std::fs::write(&partial, &bytes).and_then(|()| std::fs::rename(&partial, &pinned)).with_context(
+                || format!("cannot copy {} to {}", section.plugin.display(), pinned.display()),
+            )?;
+        }
+        section.plugin = pinned;
+    }
+    Ok(())
+}
+
+/// Which clock slices get.
+#[derive(Clone)]
+pub enum Clock {
+    /// Paper mode: the machine's clock.
+    Real,
+    /// `host replay`: the bar's time, as in a backtest (each chain's own
+    /// simulated clock, which the loop hands the factory).
+    Simulated,
+}
+
+/// Builds slice instances of the current generation for the loop.
+pub struct PaperFactory {
+    runtime: Arc<Runtime>,
+    current: RwLock<Arc<Generation>>,
+    clock: Clock,
+    latency: Arc<LatencyRegistry>,
+}
+
+/// Call latency histograms per symbol and slice kind, shared by every
+/// instance that ever filled the slot.
+#[derive(Default)]
+pub struct LatencyRegistry(std::sync::Mutex<BTreeMap<(Symbol, SliceKind), Arc<LatencyHistogram>>>);
+
+impl LatencyRegistry {
+    pub fn get(&self, symbol: &Symbol, kind: SliceKind) -> Arc<LatencyHistogram> {
+        let mut map = self.0.lock().expect("latency registry");
+        Arc::clone(map.entry((symbol.clone(), kind)).or_default())
+    }
+
+    pub fn snapshot(&self) -> Vec<((Symbol, SliceKind), Arc<LatencyHistogram>)> {
+        let map = self.0.lock().expect("latency registry");
+        map.iter().map(|(k, v)| (k.clone(), Arc::clone(v))).collect()
+    }
+}
+
+impl PaperFactory {
+    pub fn new(
+        runtime: Arc<Runtime>,
+        first: Arc<Generation>,
+        clock: Clock,
+        latency: Arc<LatencyRegistry>,
+    ) -> Self {
+        PaperFactory { runtime, current: RwLock::new(first), clock, latency }
+    }
+
+    pub fn current(&self) -> Arc<Generation> {
+        Arc::clone(&self.current.read().expect("generation lock"))
+    }
+
+    /// From now on, instances come from `generation`.
+    pub fn switch_to(&self, generation: Arc<Generation>) {
+        *self.current.write().expect("generation lock") = generation;
+    }
+
+    fn sandbox(
+        &self,
+        generation: &Generation,
+        kind: SliceKind,
+        symbol: &Symbol,
+        clock: &SimClock,
+    ) -> Sandbox {
+        let section = generation.config.config.slices.get(kind);
+        Sandbox {
+            symbol: Some(symbol.clone()),
+            read_dirs: section.grants.read_dirs.clone(),
+            clock: match &self.clock {
+                Clock::Real => ClockSource::Real,
+                Clock::Simulated => ClockSource::Simulated(clock.clone()),
+            },
+            // The same seed as a backtest's instance of this slot, so paper
+            // and backtest draw the same random numbers.
+            seed: derive_seed(generation.config.config.run.seed, &[kind.as_str(), symbol.as_str()]),
+            limits: section.limits,
+        }
+    }
+
+    fn parts(
+        &self,
+        kind: SliceKind,
+        symbol: &Symbol,
+        clock: &SimClock,
+    ) -> (Arc<Generation>, Sandbox, Arc<LatencyHistogram>) {
+        let generation = self.current();
+        let sandbox = self.sandbox(&generation, kind, symbol, clock);
+        (generation, sandbox, self.latency.get(symbol, kind))
+    }
+}
+
+impl SliceFactory for PaperFactory {
+    fn data(
+        &self,
+        symbol: &Symbol,
+        start: Option<Timestamp>,
+        end: Option<Timestamp>,
+        clock: &SimClock,
+    ) -> SliceResult<Box<dyn DataSlice>> {
+        let kind = SliceKind::Data;
+        let (g, sandbox, latency) = self.parts(kind, symbol, clock);
+        let inner = self.runtime.data_slice(&g.plugins[&kind], &sandbox, &g.settings[&kind])?;
+        let mut data = Timed::new(inner, latency);
+        data.open(symbol, start, end)?;
+        Ok(Box::new(data))
+    }
+
+    fn analysis(&self, symbol: &Symbol, clock: &SimClock) -> SliceResult<Box<dyn AnalysisSlice>> {
+        let kind = SliceKind::Analysis;
+        let (g, sandbox, latency) = self.parts(kind, symbol, clock);
+        let inner = self.runtime.analysis_slice(&g.plugins[&kind], &sandbox, &g.settings[&kind])?;
+        Ok(Box::new(Timed::new(inner, latency)))
+    }
+
+    fn regime(
+        &self,
+        symbol: &Symbol,
+        features: &[String],
+        clock: &SimClock,
+    ) -> SliceResult<Box<dyn RegimeSlice>> {
+        let kind = SliceKind::Regime;
+        let (g, sandbox, latency) = self.parts(kind, symbol, clock);
+        let inner = self.runtime.regime_slice(&g.plugins[&kind], &sandbox, &g.settings[&kind], features)?;
+        Ok(Box::new(Timed::new(inner, latency)))
+    }
+
+    fn strategy(
+        &self,
+        symbol: &Symbol,
+        features: &[String],
+        clock: &SimClock,
+    ) -> SliceResult<Box<dyn StrategySlice>> {
+        let kind = SliceKind::Strategy;
+        let (g, sandbox, latency) = self.parts(kind, symbol, clock);
+        let inner = self.runtime.strategy_slice(&g.plugins[&kind], &sandbox, &g.settings[&kind], features)?;
+        Ok(Box::new(Timed::new(inner, latency)))
+    }
+
+    fn sizing(&self, symbol: &Symbol, clock: &SimClock) -> SliceResult<Box<dyn SizingSlice>> {
+        let kind = SliceKind::Sizing;
+        let (g, sandbox, latency) = self.parts(kind, symbol, clock);
+        let inner = self.runtime.sizing_slice(&g.plugins[&kind], &sandbox, &g.settings[&kind])?;
+        Ok(Box::new(Timed::new(inner, latency)))
+    }
+
+    fn execution(&self, symbol: &Symbol, clock: &SimClock) -> SliceResult<Box<dyn ExecutionSlice>> {
+        let kind = SliceKind::Execution;
+        let (g, sandbox, latency) = self.parts(kind, symbol, clock);
+        let inner = self.runtime.execution_slice(&g.plugins[&kind], &sandbox, &g.settings[&kind])?;
+        Ok(Box::new(Timed::new(inner, latency)))
+    }
+}
+
+/// Where the components of a session are pinned.
+pub fn components_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join("components")
+}
