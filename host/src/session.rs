@@ -25,6 +25,40 @@ pub struct Session {
     pub settings: BTreeMap<SliceKind, Vec<(String, ConfigValue)>>,
 }
 
+/// Each slice's component, loaded (compiled or read from the cache, asked to
+/// describe itself), and its settings checked against what it declares.
+pub type Components = (BTreeMap<SliceKind, Plugin>, BTreeMap<SliceKind, Vec<(String, ConfigValue)>>);
+
+/// Loads the components `kinds` of `config` with `runtime`. Every problem
+/// with the settings is reported at once, naming the config file.
+pub fn load_components(runtime: &Runtime, config: &LoadedConfig, kinds: &[SliceKind]) -> Result<Components> {
+    let mut plugins = BTreeMap::new();
+    let mut settings = BTreeMap::new();
+    let mut problems = Vec::new();
+    for &kind in kinds {
+        let section = config.config.slices.get(kind);
+        let plugin = runtime
+            .load(kind, &section.plugin)
+            .with_context(|| format!("slices.{kind}.plugin in {}", config.path.display()))?;
+        match slice_settings(kind, &plugin.label(), &section.config, &plugin.info.params) {
+            Ok(s) => {
+                settings.insert(kind, s);
+            }
+            Err(p) => problems.extend(p),
+        }
+        plugins.insert(kind, plugin);
+    }
+    if !problems.is_empty() {
+        bail!(
+            "config file {} has {} problem(s):\n{}",
+            config.path.display(),
+            problems.len(),
+            problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
+        );
+    }
+    Ok((plugins, settings))
+}
+
 /// One symbol's chain, its data source opened.
 pub struct Chain {
     pub symbol: Symbol,
@@ -38,30 +72,7 @@ impl Session {
     pub fn open(config: LoadedConfig, kinds: &[SliceKind]) -> Result<Self> {
         let started = Instant::now();
         let runtime = Runtime::new().context("cannot start the WebAssembly runtime")?;
-        let mut plugins = BTreeMap::new();
-        let mut settings = BTreeMap::new();
-        let mut problems = Vec::new();
-        for &kind in kinds {
-            let section = config.config.slices.get(kind);
-            let plugin = runtime
-                .load(kind, &section.plugin)
-                .with_context(|| format!("slices.{kind}.plugin in {}", config.path.display()))?;
-            match slice_settings(kind, &plugin.label(), &section.config, &plugin.info.params) {
-                Ok(s) => {
-                    settings.insert(kind, s);
-                }
-                Err(p) => problems.extend(p),
-            }
-            plugins.insert(kind, plugin);
-        }
-        if !problems.is_empty() {
-            bail!(
-                "config file {} has {} problem(s):\n{}",
-                config.path.display(),
-                problems.len(),
-                problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
-            );
-        }
+        let (plugins, settings) = load_components(&runtime, &config, kinds)?;
         tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, "components loaded");
         Ok(Session { runtime, config, plugins, settings })
     }

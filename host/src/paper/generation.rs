@@ -13,15 +13,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::RwLock;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use super::metrics::{LatencyHistogram, Timed};
 use crate::clock::SimClock;
-use crate::config::{LoadedConfig, RunConfig, slice_settings};
+use crate::config::{LoadedConfig, RunConfig};
 use crate::model::{ConfigValue, SliceKind, Symbol, Timestamp};
 use crate::orchestrator::SliceFactory;
 use crate::runtime::{ClockSource, Plugin, Runtime, Sandbox};
-use crate::session::derive_seed;
+use crate::session::{derive_seed, load_components};
 use crate::slice::{
     AnalysisSlice, DataSlice, ExecutionSlice, RegimeSlice, SizingSlice, SliceResult, StrategySlice,
 };
@@ -39,30 +39,7 @@ impl Generation {
     /// Loads (compiles, checks and asks to describe itself) every component
     /// of `config` and checks each slice's settings. Nothing runs yet.
     pub fn load(runtime: &Runtime, config: LoadedConfig, number: u32) -> Result<Self> {
-        let mut plugins = BTreeMap::new();
-        let mut settings = BTreeMap::new();
-        let mut problems = Vec::new();
-        for kind in SliceKind::ALL {
-            let section = config.config.slices.get(kind);
-            let plugin = runtime
-                .load(kind, &section.plugin)
-                .with_context(|| format!("slices.{kind}.plugin in {}", config.path.display()))?;
-            match slice_settings(kind, &plugin.label(), &section.config, &plugin.info.params) {
-                Ok(s) => {
-                    settings.insert(kind, s);
-                }
-                Err(p) => problems.extend(p),
-            }
-            plugins.insert(kind, plugin);
-        }
-        if !problems.is_empty() {
-            bail!(
-                "config file {} has {} problem(s):\n{}",
-                config.path.display(),
-                problems.len(),
-                problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
-            );
-        }
+        let (plugins, settings) = load_components(runtime, &config, &SliceKind::ALL)?;
         Ok(Generation { number, config, plugins, settings })
     }
 
