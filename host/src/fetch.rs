@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::barfile::{self, HEADER};
+use crate::model::Bar;
 use crate::time::{Timestamp, iso};
 
 /// The most candles Coinbase returns for one request.
@@ -25,8 +26,6 @@ const MIN_REQUEST_INTERVAL: Duration = Duration::from_millis(150);
 /// Waits double from here on each retry (unless the server says how long).
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-const MAX_RATE_LIMIT_RETRIES: u32 = 8;
-const MAX_ERROR_RETRIES: u32 = 4;
 
 /// Candle sizes `host data fetch` offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -57,11 +56,21 @@ impl Granularity {
     }
 }
 
+/// `3600` as `1h`, `86400` as `1d`, `60` as `1m`; other sizes in seconds.
+fn granularity_name(seconds: i64) -> String {
+    match seconds {
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error("GET {url}: HTTP {status}: {message}")]
     Status { url: String, status: u16, message: String },
-    #[error("GET {url}: still rate-limited (HTTP 429) after {retries} retries; try again later")]
+    #[error("GET {url}: rate limited (HTTP 429) after {retries} retries; try again later")]
     RateLimited { url: String, retries: u32 },
     #[error("GET {url}: {error}")]
     Transport { url: String, error: Box<ureq::Error> },
@@ -112,6 +121,15 @@ struct Row {
     text: String,
 }
 
+impl Row {
+    fn of(bar: &Bar) -> Row {
+        // f64's Display is the shortest text that reads back as the same number.
+        let text =
+            format!("{},{},{},{},{},{}", iso(bar.ts), bar.open, bar.high, bar.low, bar.close, bar.volume);
+        Row { ts: bar.ts, text }
+    }
+}
+
 /// The comment line that marks a file as this product's candles at this size.
 fn marker(product: &str, granularity: Granularity) -> String {
     format!(
@@ -130,7 +148,7 @@ pub fn fetch(req: &FetchRequest, now: Timestamp) -> Result<FetchReport, FetchErr
     let last_closed = (now - g).div_euclid(g) * g;
     let to = (req.to.div_euclid(g) * g).min(last_closed);
     let mut report = FetchReport::default();
-    let mut client = Client::new();
+    let mut client = Client::new(Duration::from_secs(60), Retries::PATIENT);
 
     let existing = read_existing(&req.file, &req.product, req.granularity)?;
     let mut first = existing.first().map(|r| r.ts);
@@ -144,7 +162,7 @@ pub fn fetch(req: &FetchRequest, now: Timestamp) -> Result<FetchReport, FetchErr
     if let Some(file_first) = first.filter(|&f| from < f) {
         let mut rows = Vec::new();
         for window in windows(from, file_first - g, g) {
-            rows.extend(client.page(req, window, &mut report)?);
+            rows.extend(page(&mut client, req, window, &mut report)?);
         }
         if !rows.is_empty() {
             report.new_candles += rows.len() as u64;
@@ -157,7 +175,7 @@ pub fn fetch(req: &FetchRequest, now: Timestamp) -> Result<FetchReport, FetchErr
     // Later than the file (or the whole range for a new file): page by page.
     let resume = last.map_or(from, |l| (l + g).max(from));
     for window in windows(resume, to, g) {
-        let rows = client.page(req, window, &mut report)?;
+        let rows = page(&mut client, req, window, &mut report)?;
         let rows: Vec<Row> = rows.into_iter().filter(|r| last.is_none_or(|l| r.ts > l)).collect();
         if rows.is_empty() {
             continue;
@@ -184,39 +202,70 @@ fn windows(from: Timestamp, to: Timestamp, g: i64) -> Vec<(Timestamp, Timestamp)
     out
 }
 
-struct Client {
+/// One window's candles as file rows, oldest first.
+fn page(
+    client: &mut Client,
+    req: &FetchRequest,
+    window: (Timestamp, Timestamp),
+    report: &mut FetchReport,
+) -> Result<Vec<Row>, FetchError> {
+    let bars = client.candles(&req.base_url, &req.product, req.granularity.seconds(), window, report)?;
+    Ok(bars.iter().map(Row::of).collect())
+}
+
+/// How many times a request is tried again. `host data fetch` waits and
+/// retries; paper mode's feed wants to hear at once and backs off at its own
+/// pace (and reports the failure in its health).
+#[derive(Debug, Clone, Copy)]
+pub struct Retries {
+    pub rate_limited: u32,
+    pub errors: u32,
+}
+
+impl Retries {
+    pub const PATIENT: Retries = Retries { rate_limited: 8, errors: 4 };
+    pub const NONE: Retries = Retries { rate_limited: 0, errors: 0 };
+}
+
+/// A client of Coinbase Exchange's public candles, shared by `host data
+/// fetch` and paper mode's polling feed: pacing, retries, and the checks
+/// every candle passes.
+pub struct Client {
     agent: ureq::Agent,
     last_request: Option<Instant>,
+    retries: Retries,
 }
 
 impl Client {
-    fn new() -> Self {
+    pub fn new(timeout: Duration, retries: Retries) -> Self {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
+            .timeout_global(Some(timeout))
             .user_agent(concat!("strata-host/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        Client { agent, last_request: None }
+        Client { agent, last_request: None, retries }
     }
 
-    /// One window's candles, sorted oldest first and checked.
-    fn page(
+    /// The candles of `product` whose periods of `granularity_s` seconds start
+    /// in `[start, end]` (at most 300 periods), oldest first, every one
+    /// checked. `base_url` is for example `https://api.exchange.coinbase.com`.
+    pub fn candles(
         &mut self,
-        req: &FetchRequest,
+        base_url: &str,
+        product: &str,
+        granularity_s: i64,
         (start, end): (Timestamp, Timestamp),
         report: &mut FetchReport,
-    ) -> Result<Vec<Row>, FetchError> {
+    ) -> Result<Vec<Bar>, FetchError> {
         let url = format!(
-            "{}/products/{}/candles?granularity={}&start={}&end={}",
-            req.base_url.trim_end_matches('/'),
-            req.product,
-            req.granularity.seconds(),
+            "{}/products/{product}/candles?granularity={granularity_s}&start={}&end={}",
+            base_url.trim_end_matches('/'),
             iso(start),
             iso(end)
         );
         let body = self.get(&url, report)?;
-        parse_page(&url, &body, req.granularity, start, end)
+        parse_page(&url, &body, granularity_s, start, end)
     }
 
     /// GET with pacing, and retries on 429, 5xx and connection failures.
@@ -232,7 +281,7 @@ impl Client {
                 Ok(response) => response,
                 Err(e) => {
                     errors += 1;
-                    if errors > MAX_ERROR_RETRIES {
+                    if errors > self.retries.errors {
                         return Err(FetchError::Transport { url: url.into(), error: Box::new(e) });
                     }
                     report.retried_errors += 1;
@@ -253,16 +302,16 @@ impl Client {
                 200..=299 => return Ok(body),
                 429 => {
                     rate_limits += 1;
-                    if rate_limits > MAX_RATE_LIMIT_RETRIES {
+                    if rate_limits > self.retries.rate_limited {
                         return Err(FetchError::RateLimited {
                             url: url.into(),
-                            retries: MAX_RATE_LIMIT_RETRIES,
+                            retries: self.retries.rate_limited,
                         });
                     }
                     report.rate_limited += 1;
                     std::thread::sleep(retry_after.unwrap_or_else(|| backoff(rate_limits)).min(MAX_BACKOFF));
                 }
-                500..=599 if errors < MAX_ERROR_RETRIES => {
+                500..=599 if errors < self.retries.errors => {
                     errors += 1;
                     report.retried_errors += 1;
                     std::thread::sleep(backoff(errors));
@@ -295,10 +344,10 @@ fn error_message(body: &str) -> String {
 fn parse_page(
     url: &str,
     body: &str,
-    g: Granularity,
+    granularity_s: i64,
     start: Timestamp,
     end: Timestamp,
-) -> Result<Vec<Row>, FetchError> {
+) -> Result<Vec<Bar>, FetchError> {
     let bad = |detail: String| FetchError::BadResponse { url: url.into(), detail };
     let value: serde_json::Value = serde_json::from_str(body).map_err(|e| bad(format!("not JSON ({e})")))?;
     let list = value.as_array().ok_or_else(|| bad(format!("expected a list, got {}", kind(&value))))?;
@@ -313,12 +362,16 @@ fn parse_page(
             .map(|f| f.as_f64())
             .collect::<Option<_>>()
             .ok_or_else(|| bad(format!("item {i} holds something other than numbers")))?;
-        let time = fields[0].as_i64().ok_or_else(|| bad(format!("item {i}: time is not whole seconds")))?;
+        // Whole seconds; written `1700000000` by Coinbase, `1700000000.0` by some stand-ins.
+        let time = fields[0]
+            .as_i64()
+            .or_else(|| numbers[0].fract().eq(&0.0).then_some(numbers[0] as i64))
+            .ok_or_else(|| bad(format!("item {i}: time is not whole seconds")))?;
         let [_, low, high, open, close, volume] = numbers[..] else { unreachable!("six fields") };
         let candle_err = |why: String| FetchError::BadCandle { url: url.into(), time, why };
         let ts = time * 1000;
-        if ts.rem_euclid(g.ms()) != 0 {
-            return Err(candle_err(format!("not on a {} boundary", g.name())));
+        if ts.rem_euclid(granularity_s * 1000) != 0 {
+            return Err(candle_err(format!("not on a {} boundary", granularity_name(granularity_s))));
         }
         if ts < start || ts > end {
             return Err(candle_err(format!("outside the requested window {} to {}", iso(start), iso(end))));
@@ -336,31 +389,27 @@ fn parse_page(
                 "inconsistent prices: open {open} high {high} low {low} close {close} (need low <= open, close <= high)"
             )));
         }
-        candles.push((ts, [open, high, low, close, volume]));
+        candles.push(Bar { ts, open, high, low, close, volume });
     }
     // Newest first on the wire, but nothing relies on it.
-    candles.sort_by_key(|c| c.0);
-    let mut rows: Vec<Row> = Vec::with_capacity(candles.len());
-    let mut previous: Option<(Timestamp, [f64; 5])> = None;
-    for (ts, v) in candles {
-        if let Some((p_ts, p_v)) = previous
-            && p_ts == ts
+    candles.sort_by_key(|c| c.ts);
+    let mut bars: Vec<Bar> = Vec::with_capacity(candles.len());
+    for bar in candles {
+        if let Some(previous) = bars.last()
+            && previous.ts == bar.ts
         {
-            if p_v != v {
+            if *previous != bar {
                 return Err(FetchError::BadCandle {
                     url: url.into(),
-                    time: ts / 1000,
+                    time: bar.ts / 1000,
                     why: "listed twice with different values".into(),
                 });
             }
             continue;
         }
-        previous = Some((ts, v));
-        // f64's Display is the shortest text that reads back as the same number.
-        let text = format!("{},{},{},{},{},{}", iso(ts), v[0], v[1], v[2], v[3], v[4]);
-        rows.push(Row { ts, text });
+        bars.push(bar);
     }
-    Ok(rows)
+    Ok(bars)
 }
 
 fn kind(v: &serde_json::Value) -> &'static str {
@@ -467,10 +516,10 @@ mod tests {
 
     #[test]
     fn pages_are_sorted_deduplicated_and_checked() {
-        let body = "[[172800,9,11,10,10.5,3],[86400,8,12,9,11,2.5],[172800,9,11,10,10.5,3]]";
-        let rows = parse_page("u", body, Granularity::Day, DAY, 2 * DAY).unwrap();
+        let body = "[[172800,9,11,10,10.5,3],[86400.0,8,12,9,11,2.5],[172800,9,11,10,10.5,3]]";
+        let bars = parse_page("u", body, 86_400, DAY, 2 * DAY).unwrap();
         assert_eq!(
-            rows.iter().map(|r| r.text.as_str()).collect::<Vec<_>>(),
+            bars.iter().map(|b| Row::of(b).text).collect::<Vec<_>>(),
             ["1970-01-02T00:00:00Z,9,12,8,11,2.5", "1970-01-03T00:00:00Z,10,11,9,10.5,3"]
         );
         let cases = [
@@ -481,11 +530,20 @@ mod tests {
             ("[[86400,9,11,10,10.5]]", "item 0 is not 6 numbers"),
             ("{\"message\":\"x\"}", "expected a list, got an object"),
             ("[[86400,9,11,10,10.5,3],[86400,9,11,10,10.6,3]]", "listed twice with different values"),
+            ("[[86400.5,9,11,10,10.5,3]]", "time is not whole seconds"),
         ];
         for (body, want) in cases {
-            let err = parse_page("u", body, Granularity::Day, DAY, 2 * DAY).unwrap_err().to_string();
+            let err = parse_page("u", body, 86_400, DAY, 2 * DAY).unwrap_err().to_string();
             assert!(err.contains(want), "{body}: {err}");
         }
+    }
+
+    #[test]
+    fn granularities_are_named_as_traders_write_them() {
+        assert_eq!(
+            [60, 300, 3_600, 21_600, 86_400, 90].map(granularity_name),
+            ["1m", "5m", "1h", "6h", "1d", "90s"].map(String::from)
+        );
     }
 
     #[test]

@@ -1,11 +1,10 @@
 //! The polling feed: Coinbase Exchange public candles, checked at an
 //! interval that adapts to volatility, appended to the feed files.
 //!
-//! `Client` is the whole of what paper mode needs from the venue and keeps
-//! to this module (see docs/paper.md for how it should merge with `host data
-//! fetch`'s client): `GET /products/{id}/candles?granularity&start&end`
-//! returns rows `[time, low, high, open, close, volume]`, newest first, at
-//! most 300 per request; HTTP 429 means slow down.
+//! The requests and the checks on every candle are `host data fetch`'s
+//! client ([`crate::fetch::Client`]), told not to retry: a rate limit or a
+//! failure is reported in the feed's health at once, and the feed backs off
+//! at its own pace.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,110 +12,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::feed::{Appender, FeedLock};
 use super::status::SharedStatus;
 use crate::config::PaperSection;
+use crate::fetch::{Client, FetchReport, MAX_CANDLES_PER_REQUEST, Retries};
 use crate::model::{Bar, Symbol, Timestamp};
 use crate::time::iso;
-
-/// Most candles Coinbase returns per request.
-pub const MAX_CANDLES: i64 = 300;
-
-/// Why a request for candles failed.
-#[derive(Debug, thiserror::Error)]
-pub enum FetchError {
-    #[error("rate limited (HTTP 429)")]
-    RateLimited,
-    #[error("HTTP {status} from {url}: {body}")]
-    Status { status: u16, url: String, body: String },
-    #[error("cannot reach {url}: {reason}")]
-    Transport { url: String, reason: String },
-    #[error("unexpected answer from {url}: {reason}")]
-    Body { url: String, reason: String },
-}
-
-/// A small client for Coinbase Exchange's public market data.
-pub struct Client {
-    base: String,
-    agent: ureq::Agent,
-}
-
-impl Client {
-    /// `base` is `https://api.exchange.coinbase.com`, or a test server's URL.
-    pub fn new(base: &str) -> Self {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(20)))
-            .http_status_as_error(false)
-            .user_agent("strata-host paper mode")
-            .build()
-            .into();
-        Client { base: base.trim_end_matches('/').to_owned(), agent }
-    }
-
-    /// Candles of `product` with open times in `[start, end]` (ms), oldest first.
-    /// Rows that are not sound bars are dropped with a warning.
-    pub fn candles(
-        &self,
-        product: &str,
-        granularity_s: u32,
-        start: Timestamp,
-        end: Timestamp,
-    ) -> Result<Vec<Bar>, FetchError> {
-        let url = format!(
-            "{}/products/{product}/candles?granularity={granularity_s}&start={}&end={}",
-            self.base,
-            iso(start),
-            iso(end)
-        );
-        let mut response = self
-            .agent
-            .get(&url)
-            .call()
-            .map_err(|e| FetchError::Transport { url: url.clone(), reason: e.to_string() })?;
-        let status = response.status().as_u16();
-        let body = response
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| FetchError::Transport { url: url.clone(), reason: e.to_string() })?;
-        match status {
-            200 => {}
-            429 => return Err(FetchError::RateLimited),
-            _ => {
-                let body = body.chars().take(300).collect();
-                return Err(FetchError::Status { status, url, body });
-            }
-        }
-        let rows: Vec<Vec<f64>> = serde_json::from_str(&body).map_err(|e| FetchError::Body {
-            url: url.clone(),
-            reason: format!("not a list of candles: {e}"),
-        })?;
-        let mut bars = Vec::with_capacity(rows.len());
-        for row in rows {
-            let [time, low, high, open, close, volume] = row[..] else {
-                return Err(FetchError::Body {
-                    url,
-                    reason: format!("a candle has {} fields, not 6", row.len()),
-                });
-            };
-            let bar = Bar { ts: time as i64 * 1000, open, high, low, close, volume };
-            let sound = [open, high, low, close].iter().all(|p| p.is_finite() && *p > 0.0)
-                && volume.is_finite()
-                && volume >= 0.0
-                && low <= open.min(close)
-                && high >= open.max(close);
-            if sound && (start..=end).contains(&bar.ts) {
-                bars.push(bar);
-            } else if !sound {
-                tracing::warn!("{product}: dropped an unsound candle at {}: {row:?}", iso(bar.ts));
-            }
-        }
-        bars.sort_by_key(|b| b.ts);
-        bars.dedup_by_key(|b| b.ts);
-        Ok(bars)
-    }
-}
 
 /// How long to wait before the next check: the longest wait when the market
 /// is quiet (volatility at or below `quiet`), shorter in proportion as it
@@ -148,7 +51,7 @@ pub struct PollingFeed {
 impl PollingFeed {
     pub fn new(settings: &PaperSection, last: BTreeMap<Symbol, Option<Timestamp>>) -> Result<Self> {
         Ok(PollingFeed {
-            client: Client::new(&settings.coinbase_url),
+            client: Client::new(Duration::from_secs(20), Retries::NONE),
             settings: settings.clone(),
             closes: last.keys().map(|s| (s.clone(), Vec::new())).collect(),
             last,
@@ -177,8 +80,8 @@ impl PollingFeed {
                         Err(e) => {
                             let mut s = status.lock().expect("status");
                             s.feed.errors += 1;
-                            s.feed.last_error = Some(e.to_string());
-                            tracing::warn!("polling feed: {e}; next try in {} s", backoff.as_secs());
+                            s.feed.last_error = Some(format!("{e:#}"));
+                            tracing::warn!("polling feed: {e:#}; next try in {} s", backoff.as_secs());
                             let wait = backoff;
                             let cap = Duration::from_secs_f64(self.settings.max_check_interval_s);
                             backoff = (backoff * 2).min(cap);
@@ -200,12 +103,7 @@ impl PollingFeed {
 
     /// Fetches every symbol's closed candles since its last one and appends
     /// them all in one locked tick. Returns the wait until the next check.
-    fn check(
-        &mut self,
-        appender: &Appender,
-        lock: &FeedLock,
-        status: &SharedStatus,
-    ) -> Result<Duration, FetchError> {
+    fn check(&mut self, appender: &Appender, lock: &FeedLock, status: &SharedStatus) -> Result<Duration> {
         let g = i64::from(self.settings.granularity_s) * 1000;
         let now = super::store::now_ms();
         // A candle is final once its period has ended.
@@ -217,9 +115,17 @@ impl PollingFeed {
                 None => last_closed - (i64::from(self.settings.history_bars) - 1) * g,
             };
             let mut bars = Vec::new();
+            let (base, granularity_s) = (&self.settings.coinbase_url, i64::from(self.settings.granularity_s));
             while from <= last_closed {
-                let to = (from + (MAX_CANDLES - 1) * g).min(last_closed);
-                bars.extend(self.client.candles(symbol.as_str(), self.settings.granularity_s, from, to)?);
+                let to = (from + (MAX_CANDLES_PER_REQUEST - 1) * g).min(last_closed);
+                let window = (from, to);
+                bars.extend(self.client.candles(
+                    base,
+                    symbol.as_str(),
+                    granularity_s,
+                    window,
+                    &mut FetchReport::default(),
+                )?);
                 from = to + g;
             }
             fetched.insert(symbol.clone(), bars);
@@ -234,10 +140,9 @@ impl PollingFeed {
                         format!("{},{},{},{},{},{}", iso(b.ts), b.open, b.high, b.low, b.close, b.volume)
                     })
                     .collect();
-                appender.append(symbol, &rows).map_err(|e| FetchError::Body {
-                    url: "the feed file".into(),
-                    reason: format!("cannot append {symbol}'s candles: {e}"),
-                })?;
+                appender
+                    .append(symbol, &rows)
+                    .with_context(|| format!("cannot append {symbol}'s candles"))?;
                 written += rows.len();
                 if let Some(last) = bars.last() {
                     self.last.insert(symbol.clone(), Some(last.ts));
