@@ -142,7 +142,7 @@ pub fn execute(args: RunArgs) -> Result<ExitCode> {
             source: Some(c.source),
         })
         .collect();
-    let factory = Factory { session: &session };
+    let factory = Factory::new(&session);
     let mut series = Series::new(settings.start_cash, &symbols, args.risk_free_rate);
     let mut backtest = Backtest::new(setups, settings, Some(&factory));
     // A progress bar only for a person watching: not in pipes, scripts or --quiet.
