@@ -51,6 +51,11 @@ pub struct RunArgs {
     /// Last day of bars to use, YYYY-MM-DD (UTC), included in full.
     #[arg(long)]
     pub to: Option<String>,
+    /// Feed the slices bars from this day (YYYY-MM-DD, before --from) without
+    /// trading, so indicators start warm at --from, where the account starts
+    /// (as walk-forward test windows run).
+    #[arg(long, value_name = "DAY", requires = "from")]
+    pub warm_up_from: Option<String>,
     /// Folder of <SYMBOL>.csv files, granted read-only to the data slice
     /// (overrides the config and $STRATA_DATA_DIR).
     #[arg(long)]
@@ -99,6 +104,22 @@ pub fn execute(args: RunArgs) -> Result<ExitCode> {
     }
     let symbols = parse_symbols(&args.symbols)?;
     let (start, end) = parse_range(args.from.as_deref(), args.to.as_deref())?;
+    let warm_up = args
+        .warm_up_from
+        .as_deref()
+        .map(|day| parse_date(day).map_err(|e| anyhow::anyhow!("--warm-up-from: {e}")))
+        .transpose()?;
+    if let (Some(w), Some(s)) = (warm_up, start)
+        && w > s
+    {
+        bail!(
+            "--warm-up-from {} is after --from {}",
+            args.warm_up_from.as_deref().unwrap_or_default(),
+            args.from.as_deref().unwrap_or_default()
+        );
+    }
+    // The slices read bars from the warm-up on; the account starts at --from.
+    let data_start = warm_up.or(start);
 
     let config_path = super::resolve_config(args.config.clone(), "default.toml")?;
     let mut config = LoadedConfig::read(&config_path)?;
@@ -115,7 +136,7 @@ pub fn execute(args: RunArgs) -> Result<ExitCode> {
     let session = Session::open(config, &SliceKind::ALL)?;
     let instantiating = Instant::now();
     let threads = args.threads.unwrap_or(session.config.config.run.threads);
-    let mut chains = session.chains(&symbols, start, end)?;
+    let mut chains = session.chains(&symbols, data_start, end)?;
     let instantiate_ms = instantiating.elapsed().as_secs_f64() * 1e3;
     let fill_model = chains[0].0.slices.execution.fill_model()?;
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -130,8 +151,9 @@ pub fn execute(args: RunArgs) -> Result<ExitCode> {
     let mut writer =
         RunWriter::create(&out).with_context(|| format!("cannot create run folder {}", out.display()))?;
 
-    let mut settings = BacktestSettings::from_config(&session.config.config, start, end);
+    let mut settings = BacktestSettings::from_config(&session.config.config, data_start, end);
     settings.threads = threads;
+    settings.trade_from = warm_up.and(start);
     let setups = chains
         .into_iter()
         .map(|(c, clock)| ChainSetup {
