@@ -31,7 +31,8 @@ pub enum Mode {
     Paper,
     /// A real venue (not available yet).
     Live,
-    /// Many backtests over a parameter space (not available yet).
+    /// Many backtests over a parameter space: the config's [optimize]
+    /// section (docs/optimize.md). The same as `host optimize`.
     Optimize,
 }
 
@@ -83,6 +84,9 @@ pub struct RunArgs {
     /// in the config, 0 = one per core]. Results do not depend on it.
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Optimize mode: run only shard I of N of the trials (counting from 0).
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<crate::optimize::Shard>,
     #[command(flatten)]
     pub paper: super::paper::PaperArgs,
 }
@@ -95,12 +99,20 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 }
 
 pub fn execute(args: RunArgs) -> Result<ExitCode> {
+    if args.shard.is_some() && args.mode != Mode::Optimize {
+        bail!("--shard splits an optimisation's trials: it needs --mode optimize");
+    }
     if args.mode == Mode::Paper {
         return super::paper::execute(args);
     }
+    if args.mode == Mode::Optimize {
+        return super::optimize::study(super::optimize::OptimizeArgs::from_run(&args));
+    }
     if args.mode != Mode::Backtest {
         let name = args.mode.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default();
-        bail!("mode `{name}` is not available yet: this version runs `--mode backtest` and `--mode paper`");
+        bail!(
+            "mode `{name}` is not available yet: this version runs `--mode backtest`, `--mode paper` and `--mode optimize`"
+        );
     }
     let symbols = parse_symbols(&args.symbols)?;
     let (start, end) = parse_range(args.from.as_deref(), args.to.as_deref())?;
@@ -295,12 +307,17 @@ pub(crate) fn override_slice(config: &mut LoadedConfig, swap: &str) -> Result<()
     Ok(())
 }
 
-fn default_out_dir(symbols: &[Symbol]) -> PathBuf {
-    let secs = std::time::SystemTime::now()
+/// The current UTC time as `20261121-190524`, for new run folders.
+pub(crate) fn timestamp_for_folder() -> String {
+    let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or_default();
-    let stamp = iso(secs - secs % 1000).replace(['-', ':'], "").trim_end_matches('Z').replace('T', "-");
+    iso(ms - ms % 1000).replace(['-', ':'], "").trim_end_matches('Z').replace('T', "-")
+}
+
+fn default_out_dir(symbols: &[Symbol]) -> PathBuf {
+    let stamp = timestamp_for_folder();
     let mut names = symbols.iter().take(3).map(|s| s.as_str()).collect::<Vec<_>>().join("_");
     if symbols.len() > 3 {
         names.push_str(&format!("_and_{}_more", symbols.len() - 3));
