@@ -162,6 +162,20 @@ impl Session {
         settings: &Settings,
     ) -> Result<Chain> {
         let (data, source) = self.open_data_with(symbol, start, end, clock, settings)?;
+        self.chain_from(symbol, data, source, clock, settings)
+    }
+
+    /// Builds the chain of `symbol` around a data slice that is already
+    /// open: optimisation trials hand in one that replays bars the real data
+    /// slice read once for every trial.
+    pub fn chain_from(
+        &self,
+        symbol: &Symbol,
+        data: Box<dyn DataSlice>,
+        source: SourceInfo,
+        clock: &SimClock,
+        settings: &Settings,
+    ) -> Result<Chain> {
         let rt = &self.runtime;
         let sb = |kind| self.sandbox(kind, symbol, clock);
         let mut analysis = rt.analysis_slice(

@@ -271,7 +271,7 @@ fn print(report: &Report, quiet: bool, json: bool) -> Result<()> {
         "Optimization of {}{}, {}: {} over {}; objective {}{shard}",
         plan.symbols.join(", "),
         if plan.synthetic_data { " (SYNTHETIC data)" } else { "" },
-        plan.range.describe(),
+        plan.describe_range(),
         plan.sampler.as_str(),
         names.join(", "),
         plan.objective.describe()
@@ -283,9 +283,13 @@ fn print(report: &Report, quiet: bool, json: bool) -> Result<()> {
             plan.trials_per_window
         );
     }
+    let how = match report.merged_shards {
+        Some(n) => format!("merged from {n} shards"),
+        None => format!("{} now, {} resumed", report.ran_now, report.resumed),
+    };
     println!(
-        "  trials        {} finished ({} now, {} resumed), {} failed, {} qualified, {} skipped by constraints",
-        c.finished, report.ran_now, report.resumed, c.failed, c.qualified, c.skipped_by_constraints
+        "  trials        {} finished ({how}), {} failed, {} qualified, {} skipped by constraints",
+        c.finished, c.failed, c.qualified, c.skipped_by_constraints
     );
     match &report.written.best {
         Some((trial, params, score)) => println!(

@@ -116,6 +116,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Report> {
         seconds: 0.0,
         threads: 0,
         shard: None,
+        merged_shards: Some(count),
     };
     super::write_summary(&report)?;
     Ok(report)

@@ -6,7 +6,8 @@
 //!   checked against what the components declare.
 //! - [`sampler`]: grid, seeded random, and TPE.
 //! - [`windows`]: the whole range, or walk-forward train/test windows.
-//! - [`trial`]: one parameter set backtested (the same loop as `host run`).
+//! - [`trial`]: one parameter set backtested (the same loop as `host run`);
+//!   [`bar_cache`]: the data slice's bars, read once and replayed to every trial.
 //! - [`study`]: the plan (trial numbers) and running it on all cores.
 //! - [`store`]: the study's folder; appending finished trials makes it resumable.
 //! - [`results`] and [`page`]: `trials.csv`, `best.json`, `report.html`.
@@ -18,6 +19,7 @@
 //! number or made from the trials alone, so the files are the same on any
 //! number of cores, in shards, and after a resume.
 
+mod bar_cache;
 pub mod config;
 mod constraint;
 mod merge;
@@ -63,6 +65,8 @@ pub struct Report {
     pub seconds: f64,
     pub threads: usize,
     pub shard: Option<Shard>,
+    /// A merge: how many shards it joined.
+    pub merged_shards: Option<u64>,
 }
 
 /// What the command line hears while a study runs.
@@ -125,6 +129,7 @@ pub fn run_study(
         seconds,
         threads,
         shard: study.shard,
+        merged_shards: None,
     };
     write_summary(&report)?;
     Ok(report)

@@ -90,7 +90,7 @@ fn header(out: &mut String, input: &PageInput, title: &str) {
         out,
         "<header>\n<h1>{}</h1>\n<p class=\"sub\">{} &middot; {} search over {} &middot; objective {} &middot; {} trials{wf}</p>",
         esc(title),
-        esc(&plan.range.describe()),
+        esc(&plan.describe_range()),
         plan.sampler.as_str(),
         esc(&names.join(", ")),
         esc(&plan.objective.describe()),
@@ -594,7 +594,7 @@ fn space(out: &mut String, plan: &Plan) {
     row(out, "sampler", &sampler);
     row(out, "objective", &plan.objective.describe());
     row(out, "trials per window", &group_int(plan.trials_per_window));
-    row(out, "range", &plan.range.describe());
+    row(out, "range", &plan.describe_range());
     if plan.walk_forward() {
         row(out, "walk-forward windows", &group_int(plan.windows.len() as u64));
     }

@@ -549,8 +549,13 @@ mod tests {
         let series = crate::report::Series::new(rust_decimal::Decimal::from(100), &[], 0.0);
         let m = crate::report::metrics(&series, &[], 0.0);
         let json = serde_json::to_value(&m.portfolio).unwrap();
-        let mut scalars: Vec<&str> =
-            json.as_object().unwrap().keys().map(String::as_str).filter(|k| *k != "max_drawdown_episode").collect();
+        let mut scalars: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .filter(|k| *k != "max_drawdown_episode")
+            .collect();
         let mut columns = METRIC_COLUMNS.to_vec();
         columns.sort_unstable();
         scalars.sort_unstable();

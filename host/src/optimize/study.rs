@@ -17,6 +17,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::bar_cache::BarCache;
 use super::config::{OptimizeSection, SamplerKind};
 use super::objective::Objective;
 use super::rng::Rng;
@@ -34,7 +35,10 @@ use crate::session::Session;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub symbols: Vec<String>,
+    /// `--from` and `--to`.
     pub range: Span,
+    /// The first and last bar of the data in the range.
+    pub bars: Span,
     pub sampler: SamplerKind,
     pub seed: u64,
     pub objective: Objective,
@@ -68,6 +72,11 @@ pub struct ParameterPlan {
 impl Plan {
     pub fn total_trials(&self) -> u64 {
         self.windows.len() as u64 * self.trials_per_window
+    }
+
+    /// The range as given, or where the data starts and ends where not given.
+    pub fn describe_range(&self) -> String {
+        Span { from: self.range.from.or(self.bars.from), to: self.range.to.or(self.bars.to) }.describe()
     }
 
     pub fn walk_forward(&self) -> bool {
@@ -114,14 +123,27 @@ impl<'s> Study<'s> {
         let Prepared { section, space, seed, points, skipped, duplicates, per_window } =
             prepare(session, options.shard)?;
         let invalid = |problems: Vec<String>| ConfigError::Invalid { path: config.path.clone(), problems };
-        let evaluator = Evaluator { session, symbols: options.symbols.clone(), risk_free: options.risk_free };
+        let mut evaluator = Evaluator {
+            session,
+            symbols: options.symbols.clone(),
+            risk_free: options.risk_free,
+            cache: BarCache::default(),
+        };
         let (extent, synthetic_data) = evaluator.extent(options.range)?;
         let windows = windows::plan(section.walk_forward.as_ref(), options.range, extent)
             .map_err(|e| invalid(vec![format!("optimize.walk-forward: {e}")]))?;
+        if space.parameters.iter().all(|p| p.kind != SliceKind::Data) {
+            // The ranges trials read: training windows, and test windows with their warm-up.
+            let ranges = windows.iter().flat_map(|w| {
+                [Some((w.train.from, w.train.to)), w.test.map(|t| (w.train.from, t.to))].into_iter().flatten()
+            });
+            evaluator.cache = BarCache::read(session, &options.symbols, ranges);
+        }
 
         let plan = Plan {
             symbols: options.symbols.iter().map(|s| s.as_str().to_owned()).collect(),
             range: options.range,
+            bars: Span { from: Some(extent.0), to: Some(extent.1) },
             sampler: section.sampler,
             seed,
             objective: Objective::from_section(section),

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::bar_cache::{BarCache, ReplayedData};
 use super::windows::Span;
 use crate::metrics::Point;
 use crate::model::Symbol;
@@ -23,6 +24,9 @@ pub struct Evaluator<'s> {
     pub session: &'s Session,
     pub symbols: Vec<Symbol>,
     pub risk_free: f64,
+    /// Bars read once per range, when the search leaves the data slice's
+    /// settings alone; ranges not in it are read by each trial.
+    pub cache: BarCache,
 }
 
 /// What one backtest of a trial gave.
@@ -58,8 +62,11 @@ impl Evaluator<'_> {
     ) -> Result<Evaluation, String> {
         let session = self.session;
         let data_from = warm_up_from.or(span.from);
-        let chains =
-            session.chains_with(&self.symbols, data_from, span.to, settings).map_err(|e| format!("{e:#}"))?;
+        let chains = match self.replayed_chains((data_from, span.to), settings) {
+            Some(chains) => chains,
+            None => session.chains_with(&self.symbols, data_from, span.to, settings),
+        }
+        .map_err(|e| format!("{e:#}"))?;
         let mut backtest_settings = BacktestSettings::from_config(&session.config.config, data_from, span.to);
         backtest_settings.threads = 1;
         backtest_settings.trade_from = warm_up_from.and(span.from);
@@ -90,6 +97,23 @@ impl Evaluator<'_> {
             metrics: serde_json::to_value(&metrics.portfolio).map_err(|e| e.to_string())?,
         };
         Ok(Evaluation { result, equity: series.portfolio, benchmark: series.benchmark })
+    }
+
+    /// Chains whose data slices replay the cached bars of `range`, if cached.
+    fn replayed_chains(
+        &self,
+        range: (Option<Timestamp>, Option<Timestamp>),
+        settings: &Settings,
+    ) -> Option<anyhow::Result<Vec<(crate::session::Chain, crate::clock::SimClock)>>> {
+        let label = ReplayedData::label_for(self.session);
+        let mut chains = Vec::with_capacity(self.symbols.len());
+        for (i, symbol) in self.symbols.iter().enumerate() {
+            let (data, source) = self.cache.replay(range, i, &label)?;
+            let clock = crate::clock::SimClock::new();
+            let chain = self.session.chain_from(symbol, Box::new(data), source, &clock, settings);
+            chains.push(chain.map(|c| (c, clock)));
+        }
+        Some(chains.into_iter().collect())
     }
 
     /// The first and last bar of the symbols' data in `span`, read through
