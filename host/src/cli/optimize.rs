@@ -81,7 +81,7 @@ pub struct OptimizeArgs {
     #[arg(long = "slice", value_name = "KIND=PATH")]
     pub slices: Vec<String>,
     /// Annual risk-free rate for Sharpe and Sortino, as a fraction (0.04 is 4%).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = super::run::parse_rate)]
     pub risk_free_rate: f64,
     /// Print nothing but errors (no progress bar, no summary).
     #[arg(long, conflicts_with = "json")]

@@ -91,7 +91,7 @@ pub struct RunArgs {
     pub paper: super::paper::PaperArgs,
 }
 
-fn parse_rate(text: &str) -> Result<f64, String> {
+pub(crate) fn parse_rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(rate) if rate.is_finite() && rate > -1.0 && rate < 10.0 => Ok(rate),
         _ => Err(format!("`{text}` is not an annual rate as a fraction, for example 0.04 for 4%")),

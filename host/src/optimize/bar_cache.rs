@@ -28,10 +28,13 @@ pub struct Recorded {
     batch_ends: Vec<usize>,
 }
 
-/// Ranges (data start, end) -> each symbol's bars, in symbol order.
+/// Where a data slice is opened: the first and last bar time asked for.
+pub type DataRange = (Option<Timestamp>, Option<Timestamp>);
+
+/// Ranges -> each symbol's bars, in symbol order.
 #[derive(Debug, Default)]
 pub struct BarCache {
-    ranges: BTreeMap<(Option<Timestamp>, Option<Timestamp>), Vec<Arc<Recorded>>>,
+    ranges: BTreeMap<DataRange, Vec<Arc<Recorded>>>,
 }
 
 impl BarCache {
@@ -39,11 +42,7 @@ impl BarCache {
     /// A range the data slice fails on is left out: its trials then read
     /// through the data slice themselves and report the failure as
     /// `host run` would.
-    pub fn read(
-        session: &Session,
-        symbols: &[Symbol],
-        ranges: impl IntoIterator<Item = (Option<Timestamp>, Option<Timestamp>)>,
-    ) -> Self {
+    pub fn read(session: &Session, symbols: &[Symbol], ranges: impl IntoIterator<Item = DataRange>) -> Self {
         let batch_size = session.config.config.run.batch_size;
         let mut cache = BarCache::default();
         for range in ranges {
@@ -77,7 +76,7 @@ impl BarCache {
     /// A data slice replaying `symbol`'s bars over the range, if cached.
     pub fn replay(
         &self,
-        range: (Option<Timestamp>, Option<Timestamp>),
+        range: DataRange,
         index: usize,
         label: &SliceLabel,
     ) -> Option<(ReplayedData, SourceInfo)> {

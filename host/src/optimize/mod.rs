@@ -151,6 +151,7 @@ pub fn write_summary(report: &Report) -> Result<()> {
         trials: &'a results::Counts,
         ran_now: u64,
         resumed: u64,
+        merged_shards: Option<u64>,
         best: Option<serde_json::Value>,
         out_of_sample: Option<serde_json::Value>,
         timing: serde_json::Value,
@@ -171,6 +172,7 @@ pub fn write_summary(report: &Report) -> Result<()> {
         trials: &report.written.counts,
         ran_now: report.ran_now,
         resumed: report.resumed,
+        merged_shards: report.merged_shards,
         best: report.written.best.as_ref().map(|(trial, params, score)| {
             serde_json::json!({ "trial": trial, "params": params, "objective": score })
         }),

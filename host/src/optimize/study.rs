@@ -108,6 +108,7 @@ pub struct Study<'s> {
 }
 
 /// One trial to run.
+#[derive(Clone)]
 struct Job {
     trial: u64,
     window: Window,
@@ -393,12 +394,6 @@ impl<'s> Study<'s> {
             })
             .transpose()?;
         Ok((train, test))
-    }
-}
-
-impl Clone for Job {
-    fn clone(&self) -> Self {
-        Job { trial: self.trial, window: self.window, point: self.point.clone(), rejected: self.rejected }
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::bar_cache::{BarCache, ReplayedData};
+use super::bar_cache::{BarCache, DataRange, ReplayedData};
 use super::windows::Span;
 use crate::metrics::Point;
 use crate::model::Symbol;
@@ -102,7 +102,7 @@ impl Evaluator<'_> {
     /// Chains whose data slices replay the cached bars of `range`, if cached.
     fn replayed_chains(
         &self,
-        range: (Option<Timestamp>, Option<Timestamp>),
+        range: DataRange,
         settings: &Settings,
     ) -> Option<anyhow::Result<Vec<(crate::session::Chain, crate::clock::SimClock)>>> {
         let label = ReplayedData::label_for(self.session);
