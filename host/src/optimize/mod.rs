@@ -116,7 +116,8 @@ pub fn run_study(
         (Ok(()), Ok(w)) => w,
     };
     if complete && written.counts.finished > 0 && written.counts.failed == written.counts.finished {
-        let first = store.records.iter().filter_map(|r| r.error.as_deref()).next().unwrap_or("unknown");
+        let first = store.records.iter().filter(|r| r.error.is_some()).min_by_key(|r| r.trial);
+        let first = first.and_then(|r| r.error.as_deref()).unwrap_or("unknown");
         bail!("every trial failed; the first error: {first} (the trials are in {})", out.display());
     }
     let report = Report {
