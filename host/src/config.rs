@@ -37,6 +37,10 @@ pub struct RunConfig {
     /// Paper mode: the operator's endpoint and the polling feed.
     #[serde(default)]
     pub paper: PaperSection,
+    /// Optimize mode: the search space, the sampler, the objective and
+    /// walk-forward validation (docs/optimize.md). Other modes ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimize: Option<crate::optimize::OptimizeSection>,
     pub slices: Slices,
 }
 
@@ -531,6 +535,13 @@ pub fn slice_settings(
         settings.push((param.key.clone(), value));
     }
     if problems.is_empty() { Ok(settings) } else { Err(problems) }
+}
+
+/// A value for a setting whose default is `default`, checked as
+/// [`slice_settings`] checks the config's (optimisation search spaces list
+/// such values).
+pub fn setting_value(value: &toml::Value, default: &ConfigValue) -> Result<ConfigValue, String> {
+    scalar(value).and_then(|v| coerce(v, default))
 }
 
 /// A value must have its default's type; integers are accepted for numbers.

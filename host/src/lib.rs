@@ -15,6 +15,7 @@ pub mod config;
 mod fetch;
 mod metrics;
 pub mod model;
+mod optimize;
 pub mod orchestrator;
 mod paper;
 pub mod portfolio;

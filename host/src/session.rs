@@ -17,17 +17,22 @@ use crate::slice::{
     SymbolSlices,
 };
 
+/// Every slice's settings, by kind: what each slice's `init` receives.
+pub type Settings = BTreeMap<SliceKind, Vec<(String, ConfigValue)>>;
+
 /// The loaded components of a run and the settings each slice gets.
 pub struct Session {
     pub runtime: Runtime,
     pub config: LoadedConfig,
     pub plugins: BTreeMap<SliceKind, Plugin>,
-    pub settings: BTreeMap<SliceKind, Vec<(String, ConfigValue)>>,
+    /// The settings of the config; optimisation trials bring their own
+    /// ([`Session::chains_with`]) and share the compiled components.
+    pub settings: Settings,
 }
 
 /// Each slice's component, loaded (compiled or read from the cache, asked to
 /// describe itself), and its settings checked against what it declares.
-pub type Components = (BTreeMap<SliceKind, Plugin>, BTreeMap<SliceKind, Vec<(String, ConfigValue)>>);
+pub type Components = (BTreeMap<SliceKind, Plugin>, Settings);
 
 /// Loads the components `kinds` of `config` with `runtime`. Every problem
 /// with the settings is reported at once, naming the config file.
@@ -81,10 +86,6 @@ impl Session {
         &self.plugins[&kind]
     }
 
-    fn settings(&self, kind: SliceKind) -> &[(String, ConfigValue)] {
-        &self.settings[&kind]
-    }
-
     /// The sandbox of one slice instance: its grants and limits from config,
     /// the shared simulated clock, and a seed of its own (derived from the
     /// run's seed, the slice kind and the symbol, so instances never share
@@ -108,10 +109,21 @@ impl Session {
         end: Option<Timestamp>,
         clock: &SimClock,
     ) -> Result<(Box<dyn DataSlice>, SourceInfo)> {
+        self.open_data_with(symbol, start, end, clock, &self.settings)
+    }
+
+    fn open_data_with(
+        &self,
+        symbol: &Symbol,
+        start: Option<Timestamp>,
+        end: Option<Timestamp>,
+        clock: &SimClock,
+        settings: &Settings,
+    ) -> Result<(Box<dyn DataSlice>, SourceInfo)> {
         let kind = SliceKind::Data;
         let mut data = self
             .runtime
-            .data_slice(self.plugin(kind), &self.sandbox(kind, symbol, clock), self.settings(kind))
+            .data_slice(self.plugin(kind), &self.sandbox(kind, symbol, clock), &settings[&kind])
             .map_err(|e| self.explain(e))?;
         let source = data.open(symbol, start, end).map_err(|e| self.explain(e))?;
         Ok((data, source))
@@ -129,31 +141,58 @@ impl Session {
         start: Option<Timestamp>,
         end: Option<Timestamp>,
     ) -> Result<Vec<(Chain, SimClock)>> {
+        self.chains_with(symbols, start, end, &self.settings)
+    }
+
+    /// Like [`Session::chains`], with other settings for the slices (an
+    /// optimisation trial's): the same compiled components, new instances.
+    pub fn chains_with(
+        &self,
+        symbols: &[Symbol],
+        start: Option<Timestamp>,
+        end: Option<Timestamp>,
+        settings: &Settings,
+    ) -> Result<Vec<(Chain, SimClock)>> {
         symbols
             .iter()
             .map(|symbol| {
                 let clock = SimClock::new();
-                self.chain(symbol, start, end, &clock).map(|chain| (chain, clock))
+                self.chain_with(symbol, start, end, &clock, settings).map(|chain| (chain, clock))
             })
             .collect()
     }
 
     /// Builds the six-slice chain of `symbol`: fresh instances, nothing shared
     /// with any other symbol.
-    pub fn chain(
+    fn chain_with(
         &self,
         symbol: &Symbol,
         start: Option<Timestamp>,
         end: Option<Timestamp>,
         clock: &SimClock,
+        settings: &Settings,
     ) -> Result<Chain> {
-        let (data, source) = self.open_data(symbol, start, end, clock)?;
+        let (data, source) = self.open_data_with(symbol, start, end, clock, settings)?;
+        self.chain_from(symbol, data, source, clock, settings)
+    }
+
+    /// Builds the chain of `symbol` around a data slice that is already
+    /// open: optimisation trials hand in one that replays bars the real data
+    /// slice read once for every trial.
+    pub fn chain_from(
+        &self,
+        symbol: &Symbol,
+        data: Box<dyn DataSlice>,
+        source: SourceInfo,
+        clock: &SimClock,
+        settings: &Settings,
+    ) -> Result<Chain> {
         let rt = &self.runtime;
         let sb = |kind| self.sandbox(kind, symbol, clock);
         let mut analysis = rt.analysis_slice(
             self.plugin(SliceKind::Analysis),
             &sb(SliceKind::Analysis),
-            self.settings(SliceKind::Analysis),
+            settings_of(settings, SliceKind::Analysis),
         )?;
         let features = analysis.outputs()?;
         if features.len() > 256 || features.iter().any(|f| f.is_empty() || f.len() > 64) {
@@ -166,24 +205,24 @@ impl Session {
         let regime = rt.regime_slice(
             self.plugin(SliceKind::Regime),
             &sb(SliceKind::Regime),
-            self.settings(SliceKind::Regime),
+            settings_of(settings, SliceKind::Regime),
             &features,
         )?;
         let strategy = rt.strategy_slice(
             self.plugin(SliceKind::Strategy),
             &sb(SliceKind::Strategy),
-            self.settings(SliceKind::Strategy),
+            settings_of(settings, SliceKind::Strategy),
             &features,
         )?;
         let sizing = rt.sizing_slice(
             self.plugin(SliceKind::Sizing),
             &sb(SliceKind::Sizing),
-            self.settings(SliceKind::Sizing),
+            settings_of(settings, SliceKind::Sizing),
         )?;
         let execution = rt.execution_slice(
             self.plugin(SliceKind::Execution),
             &sb(SliceKind::Execution),
-            self.settings(SliceKind::Execution),
+            settings_of(settings, SliceKind::Execution),
         )?;
         Ok(Chain {
             symbol: symbol.clone(),
@@ -206,13 +245,24 @@ impl Session {
     }
 }
 
+fn settings_of(settings: &Settings, kind: SliceKind) -> &[(String, ConfigValue)] {
+    &settings[&kind]
+}
+
 /// Fresh instances for the backtest loop (replaying a failed batch,
 /// replacing a failed slice).
 pub struct Factory<'a> {
     pub session: &'a Session,
+    /// The settings the run's chains were built with.
+    pub settings: &'a Settings,
 }
 
-impl Factory<'_> {
+impl<'a> Factory<'a> {
+    /// Instances with the config's settings.
+    pub fn new(session: &'a Session) -> Self {
+        Factory { session, settings: &session.settings }
+    }
+
     fn args(
         &self,
         kind: SliceKind,
@@ -220,7 +270,7 @@ impl Factory<'_> {
         clock: &SimClock,
     ) -> (&Plugin, Sandbox, &[(String, ConfigValue)]) {
         let s = self.session;
-        (s.plugin(kind), s.sandbox(kind, symbol, clock), s.settings(kind))
+        (s.plugin(kind), s.sandbox(kind, symbol, clock), settings_of(self.settings, kind))
     }
 }
 

@@ -13,7 +13,8 @@ use crate::session::Session;
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Parse a config, load its six components and check every slice's
-    /// settings against what the component declares; runs nothing.
+    /// settings against what the component declares, and the [optimize]
+    /// section's search space if there is one; runs nothing.
     Check {
         /// The config [default: config/default.toml].
         file: Option<PathBuf>,
@@ -34,6 +35,9 @@ pub fn execute(cmd: ConfigCommand) -> Result<ExitCode> {
         for (guest, host) in &session.config.config.slices.get(kind).grants.read_dirs {
             println!("  {:<10} {:<24} reads {} as {guest}", "", "", host.display());
         }
+    }
+    if let Some(search) = crate::optimize::check(&session)? {
+        println!("  {:<10} {search}", "optimize");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod data;
+pub mod optimize;
 pub mod paper;
 pub mod plugin;
 mod progress;
@@ -39,6 +40,9 @@ pub enum Command {
     /// Write, build, inspect and check slices: `host plugin new --kind strategy my-strategy`.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Search a parameter space: `host optimize --symbols BTC-USD --config config/optimize.toml`,
+    /// or merge shards: `host optimize merge DIR...` (docs/optimize.md).
+    Optimize(optimize::OptimizeCommand),
     /// Show a running paper session's health: `host status --out runs/paper-BTC-USD`.
     Status(status::StatusArgs),
     /// Replay a paper session's audit log through the backtest engine and
@@ -52,6 +56,7 @@ pub fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Data(cmd) => data::execute(cmd),
         Command::Config(cmd) => config::execute(cmd),
         Command::Plugin(cmd) => plugin::execute(cmd),
+        Command::Optimize(cmd) => optimize::execute(cmd),
         Command::Status(args) => status::execute(args),
         Command::Replay(args) => replay::execute(args),
     }

@@ -31,7 +31,8 @@ pub enum Mode {
     Paper,
     /// A real venue (not available yet).
     Live,
-    /// Many backtests over a parameter space (not available yet).
+    /// Many backtests over a parameter space: the config's [optimize]
+    /// section (docs/optimize.md). The same as `host optimize`.
     Optimize,
 }
 
@@ -51,6 +52,11 @@ pub struct RunArgs {
     /// Last day of bars to use, YYYY-MM-DD (UTC), included in full.
     #[arg(long)]
     pub to: Option<String>,
+    /// Feed the slices bars from this day (YYYY-MM-DD, before --from) without
+    /// trading, so indicators start warm at --from, where the account starts
+    /// (as walk-forward test windows run).
+    #[arg(long, value_name = "DAY", requires = "from")]
+    pub warm_up_from: Option<String>,
     /// Folder of <SYMBOL>.csv files, granted read-only to the data slice
     /// (overrides the config and $STRATA_DATA_DIR).
     #[arg(long)]
@@ -78,11 +84,14 @@ pub struct RunArgs {
     /// in the config, 0 = one per core]. Results do not depend on it.
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Optimize mode: run only shard I of N of the trials (counting from 0).
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<crate::optimize::Shard>,
     #[command(flatten)]
     pub paper: super::paper::PaperArgs,
 }
 
-fn parse_rate(text: &str) -> Result<f64, String> {
+pub(crate) fn parse_rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(rate) if rate.is_finite() && rate > -1.0 && rate < 10.0 => Ok(rate),
         _ => Err(format!("`{text}` is not an annual rate as a fraction, for example 0.04 for 4%")),
@@ -90,15 +99,39 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 }
 
 pub fn execute(args: RunArgs) -> Result<ExitCode> {
+    if args.shard.is_some() && args.mode != Mode::Optimize {
+        bail!("--shard splits an optimisation's trials: it needs --mode optimize");
+    }
     if args.mode == Mode::Paper {
         return super::paper::execute(args);
     }
+    if args.mode == Mode::Optimize {
+        return super::optimize::study(super::optimize::OptimizeArgs::from_run(&args));
+    }
     if args.mode != Mode::Backtest {
         let name = args.mode.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default();
-        bail!("mode `{name}` is not available yet: this version runs `--mode backtest` and `--mode paper`");
+        bail!(
+            "mode `{name}` is not available yet: this version runs `--mode backtest`, `--mode paper` and `--mode optimize`"
+        );
     }
     let symbols = parse_symbols(&args.symbols)?;
     let (start, end) = parse_range(args.from.as_deref(), args.to.as_deref())?;
+    let warm_up = args
+        .warm_up_from
+        .as_deref()
+        .map(|day| parse_date(day).map_err(|e| anyhow::anyhow!("--warm-up-from: {e}")))
+        .transpose()?;
+    if let (Some(w), Some(s)) = (warm_up, start)
+        && w > s
+    {
+        bail!(
+            "--warm-up-from {} is after --from {}",
+            args.warm_up_from.as_deref().unwrap_or_default(),
+            args.from.as_deref().unwrap_or_default()
+        );
+    }
+    // The slices read bars from the warm-up on; the account starts at --from.
+    let data_start = warm_up.or(start);
 
     let config_path = super::resolve_config(args.config.clone(), "default.toml")?;
     let mut config = LoadedConfig::read(&config_path)?;
@@ -115,7 +148,7 @@ pub fn execute(args: RunArgs) -> Result<ExitCode> {
     let session = Session::open(config, &SliceKind::ALL)?;
     let instantiating = Instant::now();
     let threads = args.threads.unwrap_or(session.config.config.run.threads);
-    let mut chains = session.chains(&symbols, start, end)?;
+    let mut chains = session.chains(&symbols, data_start, end)?;
     let instantiate_ms = instantiating.elapsed().as_secs_f64() * 1e3;
     let fill_model = chains[0].0.slices.execution.fill_model()?;
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -130,8 +163,9 @@ pub fn execute(args: RunArgs) -> Result<ExitCode> {
     let mut writer =
         RunWriter::create(&out).with_context(|| format!("cannot create run folder {}", out.display()))?;
 
-    let mut settings = BacktestSettings::from_config(&session.config.config, start, end);
+    let mut settings = BacktestSettings::from_config(&session.config.config, data_start, end);
     settings.threads = threads;
+    settings.trade_from = warm_up.and(start);
     let setups = chains
         .into_iter()
         .map(|(c, clock)| ChainSetup {
@@ -142,7 +176,7 @@ pub fn execute(args: RunArgs) -> Result<ExitCode> {
             source: Some(c.source),
         })
         .collect();
-    let factory = Factory { session: &session };
+    let factory = Factory::new(&session);
     let mut series = Series::new(settings.start_cash, &symbols, args.risk_free_rate);
     let mut backtest = Backtest::new(setups, settings, Some(&factory));
     // A progress bar only for a person watching: not in pipes, scripts or --quiet.
@@ -273,12 +307,17 @@ pub(crate) fn override_slice(config: &mut LoadedConfig, swap: &str) -> Result<()
     Ok(())
 }
 
-fn default_out_dir(symbols: &[Symbol]) -> PathBuf {
-    let secs = std::time::SystemTime::now()
+/// The current UTC time as `20261121-190524`, for new run folders.
+pub(crate) fn timestamp_for_folder() -> String {
+    let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or_default();
-    let stamp = iso(secs - secs % 1000).replace(['-', ':'], "").trim_end_matches('Z').replace('T', "-");
+    iso(ms - ms % 1000).replace(['-', ':'], "").trim_end_matches('Z').replace('T', "-")
+}
+
+fn default_out_dir(symbols: &[Symbol]) -> PathBuf {
+    let stamp = timestamp_for_folder();
     let mut names = symbols.iter().take(3).map(|s| s.as_str()).collect::<Vec<_>>().join("_");
     if symbols.len() > 3 {
         names.push_str(&format!("_and_{}_more", symbols.len() - 3));

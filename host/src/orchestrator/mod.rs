@@ -266,6 +266,10 @@ pub struct BacktestSettings {
     /// Threads that fill symbols' batches in parallel; 0 means one per core.
     /// The results do not depend on it.
     pub threads: usize,
+    /// Bars before this time warm the slices up (indicators see them) but
+    /// nothing trades and nothing is recorded: the run's account starts
+    /// here, as a fresh one. `start` is where the warm-up begins.
+    pub trade_from: Option<Timestamp>,
 }
 
 impl BacktestSettings {
@@ -287,6 +291,7 @@ impl BacktestSettings {
             shorting: config.shorting.clone(),
             live: false,
             threads: config.run.threads,
+            trade_from: None,
         }
     }
 }
@@ -688,6 +693,9 @@ impl<'f> Backtest<'f> {
     }
 
     fn step(&mut self, ts: Timestamp, recorder: &mut dyn Recorder) -> Result<(), RunError> {
+        // Warming up: no signal is acted on, so there is no order, fill or
+        // position either, and nothing is recorded.
+        let trading = self.settings.trade_from.is_none_or(|from| ts >= from);
         self.gate.begin(ts, self.ledger.equity());
         let mut active = std::mem::take(&mut self.active);
         active.clear();
@@ -744,7 +752,7 @@ impl<'f> Backtest<'f> {
             }
             if let Some(signal) = signal {
                 chain.batch.next_signal += 1;
-                if chain.active {
+                if chain.active && trading {
                     let bar = chain.batch.bars[cursor];
                     let result = self.on_signal(i, &signal, &bar, recorder);
                     self.fault_or(i, Some(ts), result, recorder)?;
@@ -753,9 +761,15 @@ impl<'f> Backtest<'f> {
         }
         for &i in &active {
             let chain = &mut self.chains[i];
-            recorder.bar(i, &chain.batch.bars[chain.batch.cursor]);
+            if trading {
+                recorder.bar(i, &chain.batch.bars[chain.batch.cursor]);
+            }
             chain.batch.cursor += 1;
             chain.bars_done += 1;
+        }
+        if !trading {
+            self.active = active;
+            return Ok(());
         }
         self.stats.bars += active.len() as u64;
         self.stats.timestamps += 1;

@@ -22,11 +22,11 @@ pub const MAX_CHART_POINTS: usize = 2_000;
 /// The trades table lists at most this many rows (the first and last halves).
 const MAX_TRADE_ROWS: usize = 1_000;
 
-const STYLE: &str = include_str!("report.css");
+pub(crate) const STYLE: &str = include_str!("report.css");
 const SCRIPT: &str = include_str!("report.js");
 
-const STRATEGY_COLOR: &str = "#1f6feb";
-const BENCHMARK_COLOR: &str = "#9a6700";
+pub(crate) const STRATEGY_COLOR: &str = "#1f6feb";
+pub(crate) const BENCHMARK_COLOR: &str = "#9a6700";
 
 /// Renders the report of a run.
 pub fn render(summary: &Summary, series: &Series, trips: &[RoundTrip]) -> String {
@@ -253,12 +253,12 @@ pub fn downsample(series: &[Vec<f64>], max_points: usize) -> Vec<usize> {
 }
 
 /// An SVG line chart over time.
-struct Chart {
-    id: &'static str,
-    height: f64,
-    log: bool,
+pub(crate) struct Chart {
+    pub(crate) id: &'static str,
+    pub(crate) height: f64,
+    pub(crate) log: bool,
     /// Values are fractions shown as percentages.
-    percent: bool,
+    pub(crate) percent: bool,
 }
 
 const WIDTH: f64 = 960.0;
@@ -268,7 +268,7 @@ const TOP: f64 = 10.0;
 const BOTTOM: f64 = 26.0;
 
 impl Chart {
-    fn draw(&self, out: &mut String, lines: &[(&Vec<Point>, &str, &str)]) {
+    pub(crate) fn draw(&self, out: &mut String, lines: &[(&Vec<Point>, &str, &str)]) {
         let all = || lines.iter().flat_map(|(points, ..)| points.iter());
         let (t0, t1) = extent(all().map(|p| p.ts as f64));
         let (mut lo, mut hi) = extent(all().map(|p| p.value));
@@ -346,7 +346,7 @@ impl Chart {
     }
 }
 
-fn extent(values: impl Iterator<Item = f64>) -> (f64, f64) {
+pub(crate) fn extent(values: impl Iterator<Item = f64>) -> (f64, f64) {
     values
         .filter(|v| v.is_finite())
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)))
@@ -605,7 +605,7 @@ fn inputs(out: &mut String, s: &Summary) {
 
 // Formatting.
 
-fn esc(text: &str) -> String {
+pub(crate) fn esc(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -637,13 +637,13 @@ fn compact(v: f64) -> String {
     trim_float((v * 100.0).round() / 100.0)
 }
 
-fn trim_float(v: f64) -> String {
+pub(crate) fn trim_float(v: f64) -> String {
     let text = format!("{v:.4}");
     let text = text.trim_end_matches('0').trim_end_matches('.');
     if text == "-0" { "0".into() } else { text.to_owned() }
 }
 
-fn sign(v: f64) -> &'static str {
+pub(crate) fn sign(v: f64) -> &'static str {
     if v > 0.0 {
         "pos"
     } else if v < 0.0 {
@@ -663,7 +663,7 @@ fn sign_decimal(v: Decimal) -> &'static str {
     })
 }
 
-fn pct(v: f64) -> String {
+pub(crate) fn pct(v: f64) -> String {
     if !v.is_finite() {
         return "n/a".into();
     }
@@ -680,11 +680,11 @@ fn pct1(v: f64) -> String {
     if text == "-0.0%" { "0.0%".into() } else { text }
 }
 
-fn opt_pct(v: Option<f64>) -> String {
+pub(crate) fn opt_pct(v: Option<f64>) -> String {
     v.map_or("n/a".into(), pct)
 }
 
-fn opt_num(v: Option<f64>) -> String {
+pub(crate) fn opt_num(v: Option<f64>) -> String {
     v.filter(|v| v.is_finite()).map_or("n/a".into(), |v| format!("{v:.2}"))
 }
 
@@ -693,7 +693,7 @@ fn opt_money(v: Option<Decimal>) -> String {
 }
 
 /// A decimal string rounded to cents with thousands separators.
-fn money_text(text: &str) -> String {
+pub(crate) fn money_text(text: &str) -> String {
     let Ok(d) = text.parse::<Decimal>() else { return esc(text) };
     let rounded = d.round_dp(2);
     let negative = rounded.is_sign_negative() && !rounded.is_zero();
@@ -726,7 +726,7 @@ fn compact_money(v: f64) -> String {
     format!("{}{suffix}", trim_float((scaled * 100.0).round() / 100.0))
 }
 
-fn group_int(n: u64) -> String {
+pub(crate) fn group_int(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
