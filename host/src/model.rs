@@ -356,6 +356,14 @@ pub fn price_to_decimal(price: f64) -> Option<Decimal> {
     Decimal::try_from_i128_with_scale(mantissa, scale as u32).ok().map(|d| d.normalize())
 }
 
+/// The `f64` a decimal price names (the nearest one): the inverse of
+/// [`price_to_decimal`] for any decimal that rule or another shortest-digits
+/// rule gives.
+pub fn decimal_to_price(d: Decimal) -> f64 {
+    // Through text: parsing is correctly rounded; `Decimal::to_f64` is not always.
+    d.to_string().parse().unwrap_or(f64::NAN)
+}
+
 /// Appends `d` as `Decimal`'s `Display` writes it once normalized (`12.5`,
 /// `-0.001`, `10000`), without going through `core::fmt`: the run loop writes
 /// a decimal or two for every bar.
@@ -389,6 +397,20 @@ pub fn push_decimal(out: &mut String, d: Decimal) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    // The literal is the f64's exact binary value, written out in full on purpose.
+    #[allow(clippy::excessive_precision)]
+    fn a_decimal_names_the_price_it_came_from() {
+        // Exactly halfway: ...062 (Ryu's pick) and ...063 (core::fmt's) name
+        // the same f64.
+        let halfway = 243.694000244140625_f64;
+        assert_eq!(price_to_decimal(halfway).unwrap().to_string(), "243.69400024414062");
+        for text in ["243.69400024414062", "243.69400024414063", "243.694000244140625"] {
+            assert_eq!(decimal_to_price(text.parse().unwrap()).to_bits(), halfway.to_bits(), "{text}");
+        }
+        assert_ne!(decimal_to_price("243.6940002441407".parse().unwrap()), halfway);
+    }
 
     #[test]
     fn price_to_decimal_is_shortest_round_trip() {

@@ -293,3 +293,34 @@ fn short_selling_is_refused_unless_enabled_and_then_pays_borrow() {
     assert!(trades.lines().skip(1).all(|l| l.contains(",short,")), "{trades}");
     check_ledger_at_every_bar(&out, true);
 }
+
+#[test]
+fn a_fill_at_an_open_that_lies_halfway_between_two_decimals_is_inside_its_bar() {
+    // BTC-USD-1d opens 2015-04-10 at 243.694000244140625 (an f32 value),
+    // exactly halfway between the 17-digit decimals ...062 and ...063; that
+    // open is also the bar's high. The slice and the host must name it alike,
+    // or the host takes the fill for one above the high and halts the run.
+    let dir = tempdir();
+    let config = ConfigFile::reference(&shared_data())
+        .slice("analysis", |s| s.config = "fast = 17, slow = 80".into())
+        .slice("sizing", |s| s.config = "fraction = 0.304943".into())
+        .write(dir.path());
+    let out = dir.path().join("run");
+    let ran = host(&[
+        "run",
+        "--symbols",
+        "BTC-USD-1d",
+        "--from",
+        "2014-09-18",
+        "--to",
+        "2016-09-16",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ran.ok(), "{ran:#?}");
+    let fill = rows(&out.join("fills.csv")).into_iter().find(|f| f["ts"] == "2015-04-10T00:00:00Z");
+    let fill = fill.expect("a fill at the open of 2015-04-10");
+    assert_eq!(fill["price"], "243.69400024414062", "the same digits as the host's own price of that open");
+}

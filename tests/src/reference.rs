@@ -88,9 +88,14 @@ pub fn format_ts(ts: i64) -> String {
     format!("{y:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", m + 1, days + 1, secs / 3600, secs / 60 % 60, secs % 60)
 }
 
-/// A wire price as the exact decimal it stands for (shortest round trip).
+/// A wire price as the exact decimal it stands for (shortest round trip;
+/// an exact tie as Ryu, Python and JavaScript break it, which Rust's `{}`
+/// does not always).
 pub fn dec(price: f64) -> Decimal {
-    Decimal::from_str(&format!("{price}")).unwrap()
+    let mut buffer = ryu::Buffer::new();
+    let text = buffer.format_finite(price);
+    let d = if text.contains('e') { Decimal::from_scientific(text) } else { Decimal::from_str(text) };
+    d.unwrap().normalize()
 }
 
 #[derive(Debug, Clone, PartialEq)]

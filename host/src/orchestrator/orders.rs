@@ -14,7 +14,7 @@ use super::{Backtest, OrderRecord, OrderStatus, Recorder, RunError, WorkingOrder
 const ABSURD_LEVERAGE: i64 = 100;
 use crate::model::{
     Action, Bar, Fill, Order, OrderEvent, OrderId, OrderType, Side, Signal, SizingRequest, Timestamp,
-    price_to_decimal,
+    decimal_to_price, price_to_decimal,
 };
 use crate::risk::{Proposal, Refusal};
 use crate::slice::SliceError;
@@ -349,9 +349,13 @@ fn check_fill(fill: &Fill, working: &WorkingOrder, filled_so_far: Decimal, bar: 
     if fill.quantity <= Decimal::ZERO || fill.quantity > open {
         return Err(format!("fill of order {id} has quantity {}, but {open} is open", fill.quantity));
     }
-    let low = price_to_decimal(bar.low).expect("validated");
-    let high = price_to_decimal(bar.high).expect("validated");
-    if fill.price < low || fill.price > high {
+    // Compared as the f64s on the wire: a slice that prints a bar's price
+    // with other shortest digits (a tie broken the other way) names the
+    // same price, and is inside the bar.
+    let price = decimal_to_price(fill.price);
+    if !(bar.low <= price && price <= bar.high) {
+        let (low, high) =
+            (price_to_decimal(bar.low).expect("validated"), price_to_decimal(bar.high).expect("validated"));
         return Err(format!(
             "fill of order {id} at {} is outside the bar's range [{low}, {high}]",
             fill.price
