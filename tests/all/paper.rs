@@ -101,6 +101,9 @@ impl Paper {
             .env_remove("STRATA_CONFIG")
             .env_remove("STRATA_DATA_DIR")
             .env("RUST_LOG", "warn")
+            // A compiled-component cache of its own, so that a reload into a
+            // new component compiles it, as the first reload into it does for a user.
+            .env("STRATA_CACHE_DIR", self.dir.path().join("cache"))
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(self.dir.path().join(format!("stdout-{n}.txt"))).unwrap())
             .stderr(std::fs::File::create(&stderr).unwrap())
@@ -396,6 +399,15 @@ fn reloads_swap_the_strategy_at_a_bar_boundary_refuse_a_bad_config_and_survive_a
     });
     paper.write_config(&gen3.to_toml());
     let at3 = generation(3);
+    // The new component compiled on the side while the previous strategy kept trading.
+    let applied = health(&out).unwrap()["reloads"]["last"].as_str().unwrap().to_owned();
+    let ran_meanwhile: u64 = applied
+        .split("while ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of bars in {applied:?}"));
+    assert!(applied.contains("strategy") && ran_meanwhile >= 1, "{applied}");
 
     // (c) A config naming a component that does not exist is refused; the session carries on.
     let broken =
@@ -550,7 +562,8 @@ fn health_and_metrics_show_the_sessions_state_and_figures() {
         health(&out).filter(|h| h["fills"].as_u64() > Some(0))
     });
     assert_eq!(h["config_generation"], 2);
-    assert!(h["reloads"]["last"].as_str().unwrap().ends_with(": risk limits"), "{h:#}");
+    assert!(h["reloads"]["last"].as_str().unwrap().contains(": risk limits (loaded in "), "{h:#}");
+    assert_eq!(h["reloads"]["loading"], false);
 
     assert_eq!(get(&out, "/nothing").unwrap().0, 404);
     let ran = host(&["status", "--out", out.to_str().unwrap()]);

@@ -71,7 +71,12 @@ fn respond(url: &str, status: &SharedStatus) -> (u16, String, &'static str) {
                 "slices": status.slices,
                 "feed": status.feed,
                 "config_generation": status.config_generation,
-                "reloads": {"applied": status.reloads_applied, "refused": status.reloads_refused, "last": status.last_reload},
+                "reloads": {
+                    "applied": status.reloads_applied,
+                    "refused": status.reloads_refused,
+                    "loading": status.reload_loading,
+                    "last": status.last_reload,
+                },
                 "resumed_bars": status.resumed_bars,
                 "snapshots": status.snapshots,
                 "restored": status.restored,

@@ -15,8 +15,9 @@
 //!   whole or not at all, so no fill is lost or applied twice.
 //! - SIGINT/SIGTERM stop after the bar in progress is committed; a second
 //!   one exits at once (the database is consistent at every instant).
-//! - The config file is watched (and re-read on SIGHUP): a valid change is
-//!   applied at the next bar boundary, an invalid one is refused and logged.
+//! - The config file is watched (and re-read on SIGHUP): a changed one is
+//!   loaded on a thread of its own while the loop keeps running; if valid it
+//!   is applied at the first bar boundary after, if not refused and logged.
 
 pub mod audit;
 mod coinbase;
@@ -418,6 +419,9 @@ pub fn run(opts: Options) -> Result<ExitCode> {
     let mut last_stepped: Option<Timestamp> = None;
 
     let mut next_config_check = Instant::now();
+    let mut pending_reload: Option<PendingReload> = None;
+    // Timestamps committed by this process, to say how many ran during a reload.
+    let mut committed_steps: u64 = 0;
     let mut outcome = "stopped";
     let result: Result<()> = (|| {
         loop {
@@ -426,24 +430,38 @@ pub fn run(opts: Options) -> Result<ExitCode> {
             }
             if !catching_up {
                 set_state(&status, &backtest, SessionState::Running);
-                let hup = hangup.swap(false, Ordering::Relaxed);
-                if hup || Instant::now() >= next_config_check {
-                    next_config_check = Instant::now() + CONFIG_CHECK;
-                    reload(
+                let bars_now = committed_steps;
+                if pending_reload.as_ref().is_some_and(|p| p.task.is_finished()) {
+                    let pending = pending_reload.take().expect("checked");
+                    finish_reload(
+                        pending,
                         &opts,
-                        &feed_dir,
-                        &out,
-                        &runtime,
                         &factory,
                         &mut backtest,
                         &mut store,
                         &mut audit,
                         &status,
-                        &mut last_file_text,
                         last_stepped,
-                        hup,
+                        bars_now,
                         &mut rec,
                     )?;
+                }
+                if pending_reload.is_none() {
+                    let hup = hangup.swap(false, Ordering::Relaxed);
+                    if hup || Instant::now() >= next_config_check {
+                        next_config_check = Instant::now() + CONFIG_CHECK;
+                        pending_reload = start_reload(
+                            &opts,
+                            &feed_dir,
+                            &out,
+                            &runtime,
+                            &factory,
+                            &status,
+                            &mut last_file_text,
+                            hup,
+                            bars_now,
+                        );
+                    }
                 }
             }
             let exhausted_before = status.lock().expect("status").feed.exhausted;
@@ -499,6 +517,7 @@ pub fn run(opts: Options) -> Result<ExitCode> {
                     }
                     let snapshots = save_snapshots(&mut backtest);
                     let took = store.commit_step(&rec.step, &backtest, &snapshots)?;
+                    committed_steps += 1;
                     if !snapshots.is_empty() {
                         let mut s = status.lock().expect("status");
                         for snap in &snapshots {
@@ -531,6 +550,9 @@ pub fn run(opts: Options) -> Result<ExitCode> {
     })();
 
     set_state(&status, &backtest, SessionState::Stopping);
+    if pending_reload.is_some() {
+        tracing::warn!("the session stopped before its changed config finished loading: it was not applied");
+    }
     feed_stop.store(true, Ordering::Relaxed);
     let _ = feed_thread.join();
     let error = result.as_ref().err().map(|e| format!("{e:#}"));
@@ -648,82 +670,128 @@ fn update_status(
     s.commit_seconds += commit.as_secs_f64();
 }
 
-/// Checks the config file and applies a valid change at this bar boundary.
+/// A changed config being loaded on a thread of its own: compiling a new
+/// component takes from milliseconds (cached) to seconds, and the running
+/// slices keep processing bars meanwhile. Only one is in flight at a time;
+/// the loop swaps it in at the first bar boundary after it is ready.
+struct PendingReload {
+    started: Instant,
+    bars_before: u64,
+    task: std::thread::JoinHandle<Result<Option<PreparedReload>>>,
+}
+
+/// A config version whose components are compiled and checked and whose
+/// settings are valid, not yet in use.
+struct PreparedReload {
+    next: Arc<Generation>,
+    file_text: String,
+    config_toml: String,
+}
+
+/// Looks at the config file and, if its text changed, starts loading it off
+/// the loop thread. Refusals that need no loading (an unreadable file on
+/// SIGHUP) are reported at once.
 #[allow(clippy::too_many_arguments)]
-fn reload(
+fn start_reload(
     opts: &Options,
     feed_dir: &Path,
     out: &Path,
-    runtime: &Runtime,
+    runtime: &Arc<Runtime>,
     factory: &PaperFactory,
-    backtest: &mut Backtest<'_>,
-    store: &mut Store,
-    audit: &mut AuditLog,
     status: &SharedStatus,
     last_file_text: &mut String,
-    last_stepped: Option<Timestamp>,
     forced: bool,
-    rec: &mut StepRecorder,
-) -> Result<()> {
+    bars_before: u64,
+) -> Option<PendingReload> {
     let text = match std::fs::read_to_string(&opts.config) {
         Ok(text) => text,
         Err(e) => {
             if forced {
                 refuse(status, format!("cannot read config file {}: {e}", opts.config.display()));
             }
-            return Ok(());
+            return None;
         }
     };
     if text == *last_file_text {
         if forced {
             tracing::info!("SIGHUP: {} is unchanged", opts.config.display());
         }
-        return Ok(());
+        return None;
     }
     *last_file_text = text;
-    let current = factory.current();
-    let attempt = || -> Result<Option<(Arc<Generation>, ConfigVersion)>> {
-        let file = read_config(opts, feed_dir)?;
-        let mut config = file.config.config.clone();
-        let fixed_now = fixed_sections(&current.config.config);
-        let changed_fixed: Vec<&str> = fixed_sections(&config)
-            .iter()
-            .zip(&fixed_now)
-            .filter(|(a, b)| a.1 != b.1)
-            .map(|(a, _)| a.0)
-            .collect();
-        if !changed_fixed.is_empty() {
-            bail!(
-                "[{}] cannot change while the session runs (only [risk] and [slices.*] can); start a new session for that",
-                changed_fixed.join("], [")
-            );
+    tracing::info!("{} changed: loading it while the current slices keep running", opts.config.display());
+    let (opts, feed_dir, components) = (opts.clone(), feed_dir.to_owned(), components_dir(out));
+    let (runtime, current) = (Arc::clone(runtime), factory.current());
+    let task = std::thread::Builder::new()
+        .name("config-reload".into())
+        .spawn(move || -> Result<Option<PreparedReload>> {
+            let file = read_config(&opts, &feed_dir)?;
+            let mut config = file.config.config.clone();
+            let fixed_now = fixed_sections(&current.config.config);
+            let changed_fixed: Vec<&str> = fixed_sections(&config)
+                .iter()
+                .zip(&fixed_now)
+                .filter(|(a, b)| a.1 != b.1)
+                .map(|(a, _)| a.0)
+                .collect();
+            if !changed_fixed.is_empty() {
+                bail!(
+                    "[{}] cannot change while the session runs (only [risk] and [slices.*] can); start a new session for that",
+                    changed_fixed.join("], [")
+                );
+            }
+            pin_components(&mut config, &components)?;
+            let loaded = LoadedConfig { path: opts.config.clone(), config: config.clone() };
+            let next = Arc::new(Generation::load(&runtime, loaded, current.number + 1)?);
+            if next.changed_slices(&current).is_empty() && next.config.config.risk == current.config.config.risk {
+                return Ok(None);
+            }
+            Ok(Some(PreparedReload { next, file_text: file.file_text, config_toml: toml::to_string(&config)? }))
+        });
+    match task {
+        Ok(task) => {
+            status.lock().expect("status").reload_loading = true;
+            Some(PendingReload { started: Instant::now(), bars_before, task })
         }
-        pin_components(&mut config, &components_dir(out))?;
-        let loaded = LoadedConfig { path: opts.config.clone(), config: config.clone() };
-        let next = Arc::new(Generation::load(runtime, loaded, current.number + 1)?);
-        if next.changed_slices(&current).is_empty() && next.config.config.risk == current.config.config.risk {
-            return Ok(None);
+        Err(e) => {
+            refuse(status, format!("cannot start loading the config: {e}"));
+            None
         }
-        let version = ConfigVersion {
-            generation: next.number,
-            after_ts: last_stepped,
-            file_text: file.file_text,
-            config_toml: toml::to_string(&config)?,
-        };
-        Ok(Some((next, version)))
-    };
-    let prepared = match attempt() {
-        Ok(Some(p)) => p,
-        Ok(None) => {
+    }
+}
+
+/// Swaps a loaded config in at this bar boundary, or reports why it was refused.
+#[allow(clippy::too_many_arguments)]
+fn finish_reload(
+    pending: PendingReload,
+    opts: &Options,
+    factory: &PaperFactory,
+    backtest: &mut Backtest<'_>,
+    store: &mut Store,
+    audit: &mut AuditLog,
+    status: &SharedStatus,
+    last_stepped: Option<Timestamp>,
+    bars_now: u64,
+    rec: &mut StepRecorder,
+) -> Result<()> {
+    status.lock().expect("status").reload_loading = false;
+    let prepared = match pending.task.join() {
+        Ok(Ok(Some(p))) => p,
+        Ok(Ok(None)) => {
             tracing::info!("{} changed, but not in anything that affects the session", opts.config.display());
             return Ok(());
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             refuse(status, format!("{e:#}"));
             return Ok(());
         }
+        Err(_) => {
+            refuse(status, "loading it panicked".into());
+            return Ok(());
+        }
     };
-    let (next, version) = prepared;
+    let PreparedReload { next, file_text, config_toml } = prepared;
+    let version = ConfigVersion { generation: next.number, after_ts: last_stepped, file_text, config_toml };
     let cancelled_before = rec.step.orders.len();
     match apply_generation(backtest, factory, Arc::clone(&next), rec) {
         Ok(what) => {
@@ -733,7 +801,12 @@ fn reload(
             store.record_config(&version, &what).context("the reload was applied but cannot be recorded")?;
             audit.write(&config_line(&version))?;
             let at = last_stepped.map(iso).unwrap_or_else(|| "the first bar".into());
-            let message = format!("config generation {} applied after {at}: {what}", next.number);
+            let message = format!(
+                "config generation {} applied after {at}: {what} (loaded in {:.0} ms, while {} bar(s) ran on the previous config)",
+                next.number,
+                pending.started.elapsed().as_secs_f64() * 1e3,
+                bars_now.saturating_sub(pending.bars_before)
+            );
             tracing::warn!("{message}");
             let mut s = status.lock().expect("status");
             s.reloads_applied += 1;

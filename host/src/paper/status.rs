@@ -92,6 +92,9 @@ pub struct Status {
     pub config_generation: u32,
     pub reloads_applied: u64,
     pub reloads_refused: u64,
+    /// A changed config is being loaded (compiled and checked) while the
+    /// current slices keep running.
+    pub reload_loading: bool,
     /// What the last reload did, or why it was refused.
     pub last_reload: Option<String>,
     pub commit_seconds: f64,
@@ -125,6 +128,7 @@ impl Status {
             config_generation: 1,
             reloads_applied: 0,
             reloads_refused: 0,
+            reload_loading: false,
             last_reload: None,
             commit_seconds: 0.0,
             resumed_bars: 0,
