@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use crate::clock::SimClock;
 use crate::config::{LoadedConfig, slice_settings};
 use crate::model::{ConfigValue, SliceKind, SourceInfo, Symbol, Timestamp};
-use crate::orchestrator::SliceFactory;
+use crate::orchestrator::{ChainSetup, SliceFactory};
 use crate::runtime::{ClockSource, Plugin, Runtime, Sandbox};
 use crate::slice::{
     AnalysisSlice, DataSlice, ExecutionSlice, RegimeSlice, SizingSlice, SliceResult, StrategySlice,
@@ -70,6 +70,19 @@ pub struct Chain {
     pub slices: SymbolSlices,
     pub features: Vec<String>,
     pub source: SourceInfo,
+}
+
+impl Chain {
+    /// The orchestrator's view of this chain, whose slices read `clock`.
+    pub fn into_setup(self, clock: SimClock) -> ChainSetup {
+        ChainSetup {
+            symbol: self.symbol,
+            clock,
+            slices: self.slices,
+            features: self.features,
+            source: Some(self.source),
+        }
+    }
 }
 
 impl Session {

@@ -13,7 +13,7 @@ use super::progress::Progress;
 use crate::barfile;
 use crate::config::LoadedConfig;
 use crate::model::{SliceKind, Symbol, Timestamp};
-use crate::orchestrator::{Backtest, BacktestSettings, ChainSetup, Recorder, RunError};
+use crate::orchestrator::{Backtest, BacktestSettings, Recorder, RunError};
 use crate::report::{self, ExecutionSummary, RunWriter, Series, SliceSummary, Summary, Tee, Timing};
 use crate::runtime::INTERFACE_VERSION;
 use crate::session::{Factory, Session};
@@ -166,16 +166,7 @@ pub fn execute(args: RunArgs) -> Result<ExitCode> {
     let mut settings = BacktestSettings::from_config(&session.config.config, data_start, end);
     settings.threads = threads;
     settings.trade_from = warm_up.and(start);
-    let setups = chains
-        .into_iter()
-        .map(|(c, clock)| ChainSetup {
-            symbol: c.symbol,
-            clock,
-            slices: c.slices,
-            features: c.features,
-            source: Some(c.source),
-        })
-        .collect();
+    let setups = chains.into_iter().map(|(c, clock)| c.into_setup(clock)).collect();
     let factory = Factory::new(&session);
     let mut series = Series::new(settings.start_cash, &symbols, args.risk_free_rate);
     let mut backtest = Backtest::new(setups, settings, Some(&factory));

@@ -14,7 +14,7 @@ use super::bar_cache::{BarCache, DataRange, ReplayedData};
 use super::windows::Span;
 use crate::metrics::Point;
 use crate::model::Symbol;
-use crate::orchestrator::{Backtest, BacktestSettings, ChainSetup};
+use crate::orchestrator::{Backtest, BacktestSettings};
 use crate::report::{self, Series};
 use crate::session::{Factory, Session, Settings};
 use crate::time::Timestamp;
@@ -70,16 +70,7 @@ impl Evaluator<'_> {
         let mut backtest_settings = BacktestSettings::from_config(&session.config.config, data_from, span.to);
         backtest_settings.threads = 1;
         backtest_settings.trade_from = warm_up_from.and(span.from);
-        let setups = chains
-            .into_iter()
-            .map(|(c, clock)| ChainSetup {
-                symbol: c.symbol,
-                clock,
-                slices: c.slices,
-                features: c.features,
-                source: Some(c.source),
-            })
-            .collect();
+        let setups = chains.into_iter().map(|(c, clock)| c.into_setup(clock)).collect();
         let factory = Factory { session, settings };
         let mut series = Series::new(backtest_settings.start_cash, &self.symbols, self.risk_free);
         let mut backtest = Backtest::new(setups, backtest_settings, Some(&factory));
