@@ -385,6 +385,10 @@ fn quiet_and_json_are_for_scripts() {
     let plain = host(&["run", "--symbols", "BTC-USD-1d", "--config", &config, "--out", &p]);
     assert!(plain.ok() && plain.stdout.starts_with("Backtest of BTC-USD-1d"), "{plain:#?}");
     assert!(!plain.stdout.contains('\u{1b}') && !plain.stderr.contains('\u{1b}'));
+    // The summary ends with where to look: the run's folder and its report.
+    let report = Path::new(&p).join("report.html");
+    assert!(plain.stdout.contains(&format!("  report        {}\n", report.display())), "{}", plain.stdout);
+    assert!(report.is_file());
     let both = host(&["run", "--symbols", "BTC-USD-1d", "--config", &config, "--quiet", "--json"]);
     both.assert_fails_with(&["--quiet", "--json"]);
 }

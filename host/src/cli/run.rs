@@ -479,6 +479,7 @@ fn print_summary(s: &Summary, dir: &Path) {
         }
     }
     println!("  artifacts     {}", dir.display());
+    println!("  report        {}", dir.join("report.html").display());
 }
 
 /// A decimal string rounded to cents with thousands separators: `12,345.68`.
