@@ -357,6 +357,35 @@ fn sigterm_finishes_the_bar_commits_and_a_restart_carries_on() {
 }
 
 /// The signals of the steps after `after` (ISO; all steps when None) and up to `until`.
+#[test]
+fn a_second_process_on_the_same_state_is_refused_and_the_first_carries_on() {
+    let mut paper = Paper::new("5000000x");
+    let mut first = paper.start();
+    let out = paper.out();
+    wait_for(Duration::from_secs(60), "10 bars", || (bars_done(&out, "BTC-USD-1d") >= 10).then_some(()));
+
+    let args = paper.args();
+    let second = host(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let db = out.with_extension("db");
+    second.assert_fails_with(&[
+        &format!("state database {} is in use by another paper session (pid {})", db.display(), first.pid()),
+        "give this one its own --out or --state",
+    ]);
+    // The refused process touched nothing: the first one runs on and ends
+    // with the same files as a session that was never disturbed.
+    assert!(first.alive(), "{}", first.stderr());
+    first.signal("TERM");
+    assert_eq!(first.wait(Duration::from_secs(30)), Some(0), "{}", first.stderr());
+    // Its lock went with it.
+    paper.speed = "max".into();
+    paper.run_to_end();
+    let straight = Paper::new("max");
+    straight.run_to_end();
+    for file in LEDGER_FILES {
+        assert_eq!(paper.file(file), straight.file(file), "{file}");
+    }
+}
+
 fn signals_between<'a>(steps: &'a [Value], after: &str, until: Option<&str>) -> Vec<&'a Value> {
     steps
         .iter()

@@ -58,6 +58,14 @@ pub enum StoreError {
     Sql { path: PathBuf, source: rusqlite::Error },
     #[error("state database {} belongs to another session: {message}", path.display())]
     Mismatch { path: PathBuf, message: String },
+    #[error(
+        "state database {} is in use by another paper session ({holder}); stop that one first, \
+         or give this one its own --out or --state",
+        path.display()
+    )]
+    InUse { path: PathBuf, holder: String },
+    #[error("state database {}: cannot lock {}: {source}", path.display(), lock.display())]
+    Lock { path: PathBuf, lock: PathBuf, source: std::io::Error },
 }
 
 /// What one timestamp produced, gathered while the loop processes it.
@@ -110,6 +118,43 @@ pub struct CommittedLedger {
 pub struct Store {
     path: PathBuf,
     conn: Connection,
+    /// `<database>.lock`, locked for as long as the store is open.
+    _lock: std::fs::File,
+}
+
+/// Takes `<database>.lock` for this process. SQLite's own locking keeps
+/// each transaction whole, but two sessions taking turns on one database
+/// would each apply the other's bars again; the second is refused instead.
+/// The kernel releases the lock when the process ends, however it ends.
+fn lock_database(path: &Path) -> Result<std::fs::File, StoreError> {
+    use std::io::{Read, Seek, Write};
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock = PathBuf::from(name);
+    let io = |source| StoreError::Lock { path: path.to_owned(), lock: lock.clone(), source };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = match holder.trim() {
+                "" => "another process".to_owned(),
+                pid => format!("pid {pid}"),
+            };
+            return Err(StoreError::InUse { path: path.to_owned(), holder });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+    }
+    file.set_len(0).and_then(|()| file.rewind()).map_err(io)?;
+    writeln!(file, "{}", std::process::id()).map_err(io)?;
+    Ok(file)
 }
 
 fn dec(text: String) -> Decimal {
@@ -120,13 +165,14 @@ impl Store {
     /// Opens (or creates) the database in WAL mode with full sync: a
     /// committed bar survives a crash of the process or of the machine.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let lock = lock_database(path)?;
         let sql = |source| StoreError::Sql { path: path.to_owned(), source };
         let conn = Connection::open(path).map_err(sql)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
-        Ok(Store { path: path.to_owned(), conn })
+        Ok(Store { path: path.to_owned(), conn, _lock: lock })
     }
 
     pub fn path(&self) -> &Path {
