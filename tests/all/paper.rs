@@ -770,6 +770,15 @@ fn births(stderr: &str) -> Vec<String> {
 
 #[test]
 fn a_slice_that_exports_its_state_gets_it_back_after_a_restart() {
+    // `host plugin inspect` tells an operator which slices keep their state.
+    let inspect = |name: &str| {
+        let ran = host(&["plugin", "inspect", component(name).to_str().unwrap(), "--json"]);
+        assert!(ran.ok(), "{ran:#?}");
+        serde_json::from_str::<Value>(&ran.stdout).unwrap()["snapshot"].clone()
+    };
+    assert_eq!(inspect("snapshot-strategy"), true);
+    assert_eq!(inspect("sma-crossover"), false);
+
     let with_fixture = |speed: &str| {
         let mut paper = Paper::new(speed);
         paper.symbols = "BTC-USD-1d".into();

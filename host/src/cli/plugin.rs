@@ -157,6 +157,9 @@ struct Inspection {
     description: String,
     /// The slice interface the component exports, with its version.
     export: String,
+    /// Whether it also exports the optional `snapshot` interface: its own
+    /// state as bytes, which paper sessions persist and hand back on restart.
+    snapshot: bool,
     /// The interface version in that export's name: what the host checks.
     built_against: String,
     /// The interface version `describe()` reports.
@@ -182,6 +185,7 @@ fn inspect(file: &Path, json: bool) -> Result<ExitCode> {
         kind: plugin.kind,
         description: plugin.info.description.clone(),
         export: format!("strata:plugin/{}@{}", plugin.kind, plugin.built_against),
+        snapshot: plugin.exports_snapshot(),
         built_against: plugin.built_against.to_string(),
         describe_interface_version: plugin.info.interface_version.clone(),
         host_interface_version: INTERFACE_VERSION,
@@ -203,6 +207,12 @@ fn inspect(file: &Path, json: bool) -> Result<ExitCode> {
     println!("  size          {} bytes", group(r.size_bytes));
     println!("  sha256        {}", r.sha256);
     println!("  exports       {}", r.export);
+    if r.snapshot {
+        println!(
+            "                strata:plugin/snapshot@{} (its own state: paper sessions persist it and hand it back on restart)",
+            r.built_against
+        );
+    }
     println!(
         "  interface     built against {}, describe() says {}; this host implements {}",
         r.built_against, r.describe_interface_version, r.host_interface_version
