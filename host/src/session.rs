@@ -11,7 +11,7 @@ use crate::clock::SimClock;
 use crate::config::{LoadedConfig, slice_settings};
 use crate::model::{ConfigValue, SliceKind, SourceInfo, Symbol, Timestamp};
 use crate::orchestrator::{ChainSetup, SliceFactory};
-use crate::runtime::{ClockSource, Plugin, Runtime, Sandbox};
+use crate::runtime::{Allocation, ClockSource, Plugin, Pool, Runtime, Sandbox};
 use crate::slice::{
     AnalysisSlice, DataSlice, ExecutionSlice, RegimeSlice, SizingSlice, SliceResult, StrategySlice,
     SymbolSlices,
@@ -88,10 +88,43 @@ impl Chain {
 impl Session {
     /// Loads the components `kinds` of `config` (all six for a run).
     pub fn open(config: LoadedConfig, kinds: &[SliceKind]) -> Result<Self> {
+        Self::open_with(config, kinds, Allocation::OnDemand)
+    }
+
+    /// Loads all six components for many short runs at once (optimize
+    /// trials, `threads` at a time) on wasmtime's pooling allocator, whose
+    /// reused slots make creating and dropping instances cheap. Loading asks
+    /// each component to describe itself, so one the pool cannot hold
+    /// shows here; then, and whenever the limits are off, the session uses
+    /// on-demand instances like `host run` (same results, only slower).
+    pub fn open_for_trials(config: LoadedConfig, threads: usize) -> Result<Self> {
+        let slices = &config.config.slices;
+        let largest_memory_mib =
+            SliceKind::ALL.iter().map(|k| slices.get(*k).limits.memory_mib).max().unwrap_or(0);
+        let pool = Pool {
+            concurrent_chains: u32::try_from(threads).unwrap_or(u32::MAX),
+            max_memory_bytes: usize::try_from(largest_memory_mib.saturating_mul(1 << 20))
+                .unwrap_or(usize::MAX),
+        };
+        if crate::runtime::limits_disabled() {
+            return Self::open(config, &SliceKind::ALL);
+        }
+        match Self::open_with(config.clone(), &SliceKind::ALL, Allocation::Pooled(pool)) {
+            Ok(session) => Ok(session),
+            Err(e) => {
+                tracing::info!(
+                    "trials use on-demand instances: the pooled runtime did not load the components: {e:#}"
+                );
+                Self::open(config, &SliceKind::ALL)
+            }
+        }
+    }
+
+    fn open_with(config: LoadedConfig, kinds: &[SliceKind], allocation: Allocation) -> Result<Self> {
         let started = Instant::now();
-        let runtime = Runtime::new().context("cannot start the WebAssembly runtime")?;
+        let runtime = Runtime::with_allocation(allocation).context("cannot start the WebAssembly runtime")?;
         let (plugins, settings) = load_components(&runtime, &config, kinds)?;
-        tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, "components loaded");
+        tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, ?allocation, "components loaded");
         Ok(Session { runtime, config, plugins, settings })
     }
 

@@ -15,7 +15,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::run::{RunArgs, override_data_dir, override_slice, parse_range, parse_symbols};
 use crate::config::LoadedConfig;
-use crate::model::{SliceKind, Symbol};
+use crate::model::Symbol;
 use crate::optimize::{self, Observer, Report, Shard, Span, StudyOptions, TrialRecord};
 use crate::session::Session;
 
@@ -139,8 +139,12 @@ pub fn study(args: OptimizeArgs) -> Result<ExitCode> {
         override_slice(&mut config, swap)?;
     }
     config.validate()?;
-    let session = Session::open(config, &SliceKind::ALL)?;
-    let threads = args.threads.unwrap_or(session.config.config.run.threads);
+    let threads = args.threads.unwrap_or(config.config.run.threads);
+    let concurrent = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let session = Session::open_for_trials(config, concurrent)?;
     let out = args.out.clone().unwrap_or_else(|| default_out_dir(&symbols, args.shard));
 
     let stop = Arc::new(AtomicBool::new(false));

@@ -16,6 +16,7 @@ use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
 pub use cache::CacheOutcome;
+pub use engine::{Allocation, Pool, limits_disabled};
 pub use loader::{LoadError, Plugin};
 pub use sandbox::{ClockSource, Sandbox};
 
@@ -51,7 +52,11 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn new() -> Result<Self> {
-        let engine = engine::new_engine()?;
+        Self::with_allocation(Allocation::OnDemand)
+    }
+
+    pub fn with_allocation(allocation: Allocation) -> Result<Self> {
+        let engine = engine::new_engine(allocation)?;
         let mut linker = Linker::new(&engine);
         // All of WASI 0.2 is linked, so any wasip2 component instantiates; what
         // it can reach through it is decided per store in `sandbox`.
