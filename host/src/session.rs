@@ -92,17 +92,18 @@ impl Session {
     }
 
     /// Loads all six components for many short runs at once (optimize
-    /// trials, `threads` at a time) on wasmtime's pooling allocator, whose
+    /// trials: `concurrent_chains` is threads x symbols) on wasmtime's
+    /// pooling allocator, whose
     /// reused slots make creating and dropping instances cheap. Loading asks
     /// each component to describe itself, so one the pool cannot hold
     /// shows here; then, and whenever the limits are off, the session uses
     /// on-demand instances like `host run` (same results, only slower).
-    pub fn open_for_trials(config: LoadedConfig, threads: usize) -> Result<Self> {
+    pub fn open_for_trials(config: LoadedConfig, concurrent_chains: usize) -> Result<Self> {
         let slices = &config.config.slices;
         let largest_memory_mib =
             SliceKind::ALL.iter().map(|k| slices.get(*k).limits.memory_mib).max().unwrap_or(0);
         let pool = Pool {
-            concurrent_chains: u32::try_from(threads).unwrap_or(u32::MAX),
+            concurrent_chains: u32::try_from(concurrent_chains).unwrap_or(u32::MAX),
             max_memory_bytes: usize::try_from(largest_memory_mib.saturating_mul(1 << 20))
                 .unwrap_or(usize::MAX),
         };

@@ -144,7 +144,8 @@ pub fn study(args: OptimizeArgs) -> Result<ExitCode> {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let session = Session::open_for_trials(config, concurrent)?;
+    // A trial runs one chain per symbol.
+    let session = Session::open_for_trials(config, concurrent.saturating_mul(symbols.len()))?;
     let out = args.out.clone().unwrap_or_else(|| default_out_dir(&symbols, args.shard));
 
     let stop = Arc::new(AtomicBool::new(false));
