@@ -93,11 +93,11 @@ impl Session {
 
     /// Loads all six components for many short runs at once (optimize
     /// trials: `concurrent_chains` is threads x symbols) on wasmtime's
-    /// pooling allocator, whose
-    /// reused slots make creating and dropping instances cheap. Loading asks
-    /// each component to describe itself, so one the pool cannot hold
-    /// shows here; then, and whenever the limits are off, the session uses
-    /// on-demand instances like `host run` (same results, only slower).
+    /// pooling allocator, whose reused slots make creating and dropping
+    /// instances cheap. Loading asks each component to describe itself, so
+    /// one the pool cannot hold shows here; then, and whenever the limits
+    /// are off, the session uses on-demand instances like `host run` (same
+    /// results, only slower).
     pub fn open_for_trials(config: LoadedConfig, concurrent_chains: usize) -> Result<Self> {
         let slices = &config.config.slices;
         let largest_memory_mib =
@@ -112,11 +112,14 @@ impl Session {
         }
         match Self::open_with(config.clone(), &SliceKind::ALL, Allocation::Pooled(pool)) {
             Ok(session) => Ok(session),
-            Err(e) => {
-                tracing::info!(
-                    "trials use on-demand instances: the pooled runtime did not load the components: {e:#}"
+            Err(pooled) => {
+                // A genuine error (a missing file, bad settings) fails here
+                // again and is reported as `host run` would report it.
+                let session = Self::open(config, &SliceKind::ALL)?;
+                tracing::warn!(
+                    "trials use on-demand instances, which is slower: the pooling allocator cannot hold these components: {pooled:#}"
                 );
-                Self::open(config, &SliceKind::ALL)
+                Ok(session)
             }
         }
     }

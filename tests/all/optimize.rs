@@ -266,6 +266,39 @@ fn a_study_of_many_symbols_runs_every_trial_as_host_run_does() {
     assert_eq!(trial["trades"], read_trades(&run).len().to_string());
 }
 
+#[test]
+fn without_room_for_the_instance_pool_trials_run_on_demand_with_the_same_results() {
+    // The pool reserves its slots' address space up front (hundreds of GiB
+    // of it, never touched). Under a 40 GiB address-space limit it cannot,
+    // so the study says so and runs on on-demand instances instead.
+    let dir = tempdir();
+    let config = study_config(dir.path(), GRID);
+    let (pooled, limited) = (dir.path().join("pooled"), dir.path().join("limited"));
+    let mut args = optimize_args(&config, &pooled, "BTC-USD-1d", FROM, TO);
+    args.extend(["--threads", "1"].map(str::to_owned));
+    let ran = run_ok(&args);
+    assert!(!ran.stderr.contains("on-demand"), "{}", ran.stderr);
+
+    let mut args = optimize_args(&config, &limited, "BTC-USD-1d", FROM, TO);
+    args.extend(["--threads", "1"].map(str::to_owned));
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(r#"ulimit -v $((40 * 1024 * 1024)) && exec "$0" "$@""#)
+        .arg(host_bin())
+        .args(&args)
+        .current_dir(repo())
+        .env_remove("STRATA_CONFIG")
+        .env_remove("STRATA_DATA_DIR")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("trials use on-demand instances, which is slower"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("9 finished"));
+    assert_same_outputs(&pooled, &limited);
+}
+
 /// A TPE study over the periods and the sizing fraction (a distribution).
 const TPE: &str = r#"
 [optimize]
