@@ -322,6 +322,18 @@ fn paper_fills_are_the_backtests_fills_on_the_same_bars() {
     assert_eq!(trades(paper.file("trades.csv")), trades(backtest("trades.csv")));
 }
 
+/// Runs the session to its end at full speed and checks its ledger files
+/// against a session of the same config that nothing interrupted.
+fn finish_and_compare_with_an_undisturbed_session(paper: &mut Paper) {
+    paper.speed = "max".into();
+    paper.run_to_end();
+    let straight = Paper::new("max");
+    straight.run_to_end();
+    for file in LEDGER_FILES {
+        assert_eq!(paper.file(file), straight.file(file), "{file}");
+    }
+}
+
 #[test]
 fn sigterm_finishes_the_bar_commits_and_a_restart_carries_on() {
     let mut paper = Paper::new("5000000x");
@@ -347,16 +359,9 @@ fn sigterm_finishes_the_bar_commits_and_a_restart_carries_on() {
     running.signal("INT");
     assert!(running.wait(Duration::from_secs(30)).is_some(), "still running after two SIGINTs");
 
-    paper.speed = "max".into();
-    paper.run_to_end();
-    let straight = Paper::new("max");
-    straight.run_to_end();
-    for file in LEDGER_FILES {
-        assert_eq!(paper.file(file), straight.file(file), "{file}");
-    }
+    finish_and_compare_with_an_undisturbed_session(&mut paper);
 }
 
-/// The signals of the steps after `after` (ISO; all steps when None) and up to `until`.
 #[test]
 fn a_second_process_on_the_same_state_is_refused_and_the_first_carries_on() {
     let mut paper = Paper::new("5000000x");
@@ -377,15 +382,10 @@ fn a_second_process_on_the_same_state_is_refused_and_the_first_carries_on() {
     first.signal("TERM");
     assert_eq!(first.wait(Duration::from_secs(30)), Some(0), "{}", first.stderr());
     // Its lock went with it.
-    paper.speed = "max".into();
-    paper.run_to_end();
-    let straight = Paper::new("max");
-    straight.run_to_end();
-    for file in LEDGER_FILES {
-        assert_eq!(paper.file(file), straight.file(file), "{file}");
-    }
+    finish_and_compare_with_an_undisturbed_session(&mut paper);
 }
 
+/// The signals of the steps after `after` (ISO; all steps when None) and up to `until`.
 fn signals_between<'a>(steps: &'a [Value], after: &str, until: Option<&str>) -> Vec<&'a Value> {
     steps
         .iter()
