@@ -117,8 +117,8 @@ fn headline(out: &mut String, s: &Summary, m: &Metrics) {
     tile(out, "Trades", group_int(p.trades.trades as u64), None, "");
     tile(out, "Win rate", opt_pct(p.trades.win_rate), None, "");
     tile(out, "Profit factor", opt_num(p.trades.profit_factor), None, "");
-    tile(out, "Exposure", opt_pct(p.exposure), None, "");
-    tile(out, "Fees paid", money_text(&p.fees_paid.to_string()), None, "");
+    tile(out, "Exposure", opt_pct(p.activity.exposure), None, "");
+    tile(out, "Fees paid", money_text(&p.activity.fees_paid.to_string()), None, "");
     out.push_str("</section>\n");
     let dd = r.max_drawdown_episode.map_or_else(
         || "The strategy never fell below a previous peak.".to_owned(),
@@ -142,7 +142,7 @@ fn headline(out: &mut String, s: &Summary, m: &Metrics) {
         opt_money(p.trades.average_win),
         opt_money(p.trades.average_loss),
         opt_money(p.trades.expectancy),
-        opt_num(p.turnover),
+        opt_num(p.activity.turnover),
         s.trade_count,
         s.open_positions.len(),
         opt_num(m.conventions.periods_per_year),
@@ -484,8 +484,8 @@ fn symbol_table(out: &mut String, m: &Metrics) {
             opt_pct(s.trades.win_rate),
             opt_num(s.trades.profit_factor),
             money_text(&s.trades.net_pnl.to_string()),
-            opt_pct(s.exposure),
-            money_text(&s.fees_paid.to_string()),
+            opt_pct(s.activity.exposure),
+            money_text(&s.activity.fees_paid.to_string()),
             pct(s.benchmark.total_return),
             pct(-s.benchmark.max_drawdown),
         );

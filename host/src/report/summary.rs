@@ -167,16 +167,41 @@ pub struct PortfolioMetrics {
     pub returns: ReturnStats,
     #[serde(flatten)]
     pub trades: TradeStats,
-    /// Share of timestamps that closed with any position open.
+    #[serde(flatten)]
+    pub activity: Activity,
+}
+
+/// How much a portfolio or a symbol's sleeve traded, and what it paid.
+#[derive(Debug, Serialize)]
+pub struct Activity {
+    /// Share of the points (the portfolio's timestamps, or the symbol's
+    /// bars) that closed with a position open.
     #[serde(serialize_with = "crate::metrics::optional_pct", rename = "exposure_pct")]
     pub exposure: Option<f64>,
-    /// Traded notional / mean equity.
+    /// Traded notional / mean value (equity, or the sleeve's value).
     #[serde(serialize_with = "crate::metrics::optional_ratio")]
     pub turnover: Option<f64>,
     #[serde(serialize_with = "crate::metrics::money")]
     pub traded_notional: Decimal,
     #[serde(serialize_with = "crate::metrics::money")]
     pub fees_paid: Decimal,
+}
+
+impl Activity {
+    fn new(
+        in_market: u64,
+        points: usize,
+        traded_notional: Decimal,
+        mean_value: Option<f64>,
+        fees_paid: Decimal,
+    ) -> Self {
+        Activity {
+            exposure: (points > 0).then(|| in_market as f64 / points as f64),
+            turnover: metrics::turnover(traded_notional, mean_value),
+            traded_notional,
+            fees_paid,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -190,16 +215,8 @@ pub struct SymbolMetrics {
     pub returns: ReturnStats,
     #[serde(flatten)]
     pub trades: TradeStats,
-    /// Share of the symbol's bars that closed with a position open.
-    #[serde(serialize_with = "crate::metrics::optional_pct", rename = "exposure_pct")]
-    pub exposure: Option<f64>,
-    /// Traded notional / the sleeve's mean value.
-    #[serde(serialize_with = "crate::metrics::optional_ratio")]
-    pub turnover: Option<f64>,
-    #[serde(serialize_with = "crate::metrics::money")]
-    pub traded_notional: Decimal,
-    #[serde(serialize_with = "crate::metrics::money")]
-    pub fees_paid: Decimal,
+    #[serde(flatten)]
+    pub activity: Activity,
     pub benchmark: ReturnStats,
 }
 
@@ -208,14 +225,16 @@ pub struct SymbolMetrics {
 pub fn metrics(series: &Series, trips: &[RoundTrip], risk_free: f64) -> Metrics {
     let start = series.start_cash_f64();
     let per_year = metrics::periods_per_year(&series.portfolio);
-    let share = |part: u64, whole: usize| (whole > 0).then(|| part as f64 / whole as f64);
     let portfolio = PortfolioMetrics {
         returns: metrics::return_stats(start, &series.portfolio, per_year, risk_free),
         trades: metrics::trade_stats(trips.iter().map(|t| t.pnl)),
-        exposure: share(series.timestamps_in_market, series.portfolio.len()),
-        turnover: metrics::turnover(series.traded_notional, metrics::mean_value(&series.portfolio)),
-        traded_notional: series.traded_notional,
-        fees_paid: series.fees,
+        activity: Activity::new(
+            series.timestamps_in_market,
+            series.portfolio.len(),
+            series.traded_notional,
+            metrics::mean_value(&series.portfolio),
+            series.fees,
+        ),
     };
     let symbols = series
         .symbols
@@ -228,10 +247,13 @@ pub fn metrics(series: &Series, trips: &[RoundTrip], risk_free: f64) -> Metrics 
                 allocation: s.allocation,
                 returns: s.sleeve.stats(per_year, risk_free),
                 trades: metrics::trade_stats(trips.iter().filter(|t| t.symbol == s.symbol).map(|t| t.pnl)),
-                exposure: share(s.bars_in_market, s.sleeve.points() as usize),
-                turnover: metrics::turnover(s.traded_notional, s.sleeve.mean_value()),
-                traded_notional: s.traded_notional,
-                fees_paid: s.fees,
+                activity: Activity::new(
+                    s.bars_in_market,
+                    s.sleeve.points() as usize,
+                    s.traded_notional,
+                    s.sleeve.mean_value(),
+                    s.fees,
+                ),
                 benchmark: s.benchmark.stats(per_year, risk_free),
             }
         })
