@@ -484,15 +484,22 @@ fn section_problems(text: &str) -> Vec<String> {
     const SECTIONS: &str = "run, faults, risk, account, shorting, paper, optimize, slices";
     for (key, value) in &table {
         match key.as_str() {
-            "run" => check_section::<RunSection>("run", value, &mut problems),
-            "faults" => check_section::<FaultSection>("faults", value, &mut problems),
-            "risk" => check_section::<crate::risk::RiskLimits>("risk", value, &mut problems),
-            "account" => check_section::<crate::account::AccountSection>("account", value, &mut problems),
-            "shorting" => check_section::<ShortingSection>("shorting", value, &mut problems),
-            "paper" => check_section::<PaperSection>("paper", value, &mut problems),
-            "optimize" => check_section::<crate::optimize::OptimizeSection>("optimize", value, &mut problems),
-            "slices" => slices_problems(value, &mut problems),
-            other => problems.push(format!("unknown top-level key `{other}` (the sections are {SECTIONS})")),
+            "run" => check_section::<RunSection>(text, "run", value, &mut problems),
+            "faults" => check_section::<FaultSection>(text, "faults", value, &mut problems),
+            "risk" => check_section::<crate::risk::RiskLimits>(text, "risk", value, &mut problems),
+            "account" => {
+                check_section::<crate::account::AccountSection>(text, "account", value, &mut problems)
+            }
+            "shorting" => check_section::<ShortingSection>(text, "shorting", value, &mut problems),
+            "paper" => check_section::<PaperSection>(text, "paper", value, &mut problems),
+            "optimize" => {
+                check_section::<crate::optimize::OptimizeSection>(text, "optimize", value, &mut problems)
+            }
+            "slices" => slices_problems(text, value, &mut problems),
+            other => problems.push(format!(
+                "{}unknown top-level key `{other}` (the sections are {SECTIONS})",
+                line_prefix(text, "", other)
+            )),
         }
     }
     if !table.contains_key("slices") {
@@ -501,14 +508,14 @@ fn section_problems(text: &str) -> Vec<String> {
     problems
 }
 
-fn slices_problems(value: &toml::Value, problems: &mut Vec<String>) {
+fn slices_problems(text: &str, value: &toml::Value, problems: &mut Vec<String>) {
     let Some(slices) = value.as_table() else {
         problems.push("slices must be a table of [slices.<kind>] sections".to_owned());
         return;
     };
     for (kind, section) in slices {
         match SliceKind::from_name(kind) {
-            Some(_) => check_section::<SliceSection>(&format!("slices.{kind}"), section, problems),
+            Some(_) => check_section::<SliceSection>(text, &format!("slices.{kind}"), section, problems),
             None => {
                 let kinds: Vec<&str> = SliceKind::ALL.iter().map(|k| k.as_str()).collect();
                 problems.push(format!("unknown slice kind [slices.{kind}] (one of {})", kinds.join(", ")));
@@ -525,6 +532,7 @@ fn slices_problems(value: &toml::Value, problems: &mut Vec<String>) {
 /// Deserializes one section on its own; each unknown key is reported and
 /// removed, and the section tried again, so every unknown key is named.
 fn check_section<T: serde::de::DeserializeOwned>(
+    text: &str,
     name: &str,
     value: &toml::Value,
     problems: &mut Vec<String>,
@@ -540,7 +548,7 @@ fn check_section<T: serde::de::DeserializeOwned>(
             .map(|(field, _)| field.to_owned());
         match (unknown, value.as_table_mut()) {
             (Some(field), Some(table)) if table.remove(&field).is_some() => {
-                problems.push(format!("[{name}] {message}"));
+                problems.push(format!("{}[{name}] {message}", line_prefix(text, name, &field)));
             }
             _ => {
                 problems.push(format!("[{name}] {message}"));
@@ -548,6 +556,26 @@ fn check_section<T: serde::de::DeserializeOwned>(
             }
         }
     }
+}
+
+/// `line N: ` for the line that sets `key` in section `section` (`""` for
+/// the top level), as a plain `key = ...` line under a `[section]` header;
+/// empty when the key is written another way (an inline table).
+fn line_prefix(text: &str, section: &str, key: &str) -> String {
+    let mut current = "";
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(header) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
+            current = header.trim();
+            continue;
+        }
+        let Some((name, _)) = line.split_once('=') else { continue };
+        let first = name.trim().split('.').next().unwrap_or_default().trim().trim_matches('"');
+        if current == section && first == key {
+            return format!("line {}: ", i + 1);
+        }
+    }
+    String::new()
 }
 
 /// Plugins built by this repository live under `<repo>/target`; a missing file

@@ -38,8 +38,15 @@ fn run(config: &Path, symbols: &str, data: &Path, out: &Path) -> Ran {
 
 /// Each symbol's closes by bar time, and the close of the bar before each.
 struct Closes {
-    close: BTreeMap<(String, i64), Decimal>,
+    close: BTreeMap<String, BTreeMap<i64, Decimal>>,
     previous: BTreeMap<(String, i64), Decimal>,
+}
+
+impl Closes {
+    /// The symbol's latest close at or before `ts`: what it is marked at.
+    fn at(&self, symbol: &str, ts: i64) -> Decimal {
+        *self.close[symbol].range(..=ts).next_back().unwrap().1
+    }
 }
 
 fn closes(data: &Path, symbols: &[&str]) -> Closes {
@@ -48,7 +55,7 @@ fn closes(data: &Path, symbols: &[&str]) -> Closes {
     for s in symbols {
         let bars = reference::read_csv(&data.join(format!("{s}.csv")));
         for (i, b) in bars.iter().enumerate() {
-            close.insert((s.to_string(), b.ts), reference::dec(b.close));
+            close.entry(s.to_string()).or_insert_with(BTreeMap::new).insert(b.ts, reference::dec(b.close));
             if i > 0 {
                 previous.insert((s.to_string(), b.ts), reference::dec(bars[i - 1].close));
             }
@@ -117,11 +124,11 @@ fn three_symbols_on_the_default_config_never_borrow() {
         // stay within equity.
         let Some(next) = fills_at.get(&(ts + day)) else { continue };
         let signalled: Decimal =
-            next.iter().filter(|f| f.1).map(|(s, _, qty, ..)| *qty * data.close[&(s.clone(), ts)]).sum();
+            next.iter().filter(|f| f.1).map(|(s, _, qty, ..)| *qty * data.at(s, ts)).sum();
         if signalled.is_zero() {
             continue;
         }
-        let holding: Decimal = held.iter().map(|(s, q)| (*q * data.close[&(s.clone(), ts)]).abs()).sum();
+        let holding: Decimal = held.iter().map(|(s, q)| (*q * data.at(s, ts)).abs()).sum();
         assert!(
             holding + signalled <= eq,
             "at {} positions {holding} plus entries {signalled} exceed equity {eq}",
@@ -150,10 +157,10 @@ fn three_symbols_on_the_default_config_never_borrow() {
 }
 
 /// Two symbols with the same hand-made daily bars: flat at 100, a dip to 90
-/// and back (an SMA(1)/SMA(2) cross up at 2024-01-03's close), four days at
-/// 100, then a fall to 90 (a cross down at 2024-01-07's close, filled at
-/// 2024-01-08's open of 90). Open = high = low = close, so fills are at the
-/// closes.
+/// on 01-03 and back to 100 (an SMA(1)/SMA(2) cross up at 2024-01-04's
+/// close, filled at 01-05's open of 100), four days at 100, then a fall to 90
+/// (a cross down at 01-08's close, filled at 01-09's open of 90).
+/// Open = high = low = close, so every price of a bar is its close.
 fn twin_data() -> tempfile::TempDir {
     let dir = tempdir();
     let closes = [100, 100, 90, 100, 100, 100, 100, 90, 90, 90];
@@ -190,19 +197,19 @@ fn a_margin_account_pays_interest_on_what_it_borrows() {
     let ran = run(&config, "AAA-USD,BBB-USD", data.path(), &out);
     assert!(ran.ok(), "{ran:#?}");
 
-    // By hand: both symbols signal at 2024-01-03's close of 100 with equity
+    // By hand: both symbols signal at 2024-01-04's close of 100 with equity
     // 10000, each sized at 95% (95 units), together 1.9x equity, inside
-    // max-leverage 2. Both fill at 01-04's open: cash 10000 - 2 x 9500 = -9000.
+    // max-leverage 2. Both fill at 01-05's open: cash 10000 - 2 x 9500 = -9000.
     let mut cash = d("-9000");
     let mut interest = Decimal::ZERO;
-    // Interest for the days 01-04..01-05, ..., 01-07..01-08, charged at the
-    // start of 01-05 ... 01-08, each on the cash carried over the day.
+    // Interest for the days 01-05..01-06, ..., 01-08..01-09, charged at the
+    // start of 01-06 ... 01-09, each on the cash carried over the day.
     for _ in 0..4 {
         let owed = -cash * d("0.001");
         interest += owed;
         cash -= owed;
     }
-    // Then both positions sell at 01-08's open of 90.
+    // Then both positions sell at 01-09's open of 90.
     cash += d("2") * d("95") * d("90");
     assert_eq!(interest, d("36.054036009"), "hand computation");
     let s = read_summary(&out);
@@ -211,7 +218,7 @@ fn a_margin_account_pays_interest_on_what_it_borrows() {
     assert_eq!(summary_decimal(&s, "final_cash"), cash);
     assert_eq!(summary_decimal(&s, "final_equity"), cash);
     assert_eq!(s["trade_count"], 2);
-    // At 01-04's close: positions 19000 on equity 10000.
+    // At 01-05's close: positions 19000 on equity 10000.
     assert_eq!(s["exposure"]["max_leverage"].as_f64(), Some(1.9));
     assert_eq!(s["exposure"]["account"], "margin");
     assert!(ran.stdout.contains("borrow cost   36.05 (margin interest 36.05)"), "{}", ran.stdout);
@@ -238,20 +245,20 @@ fn a_binding_limit_is_reported_with_its_rule_and_an_example() {
     let rule = &refusals["by_rule"]["max-gross-exposure"];
     assert_eq!(rule["count"], 1);
     assert_eq!(rule["example"]["symbol"], "BBB-USD");
-    assert_eq!(rule["example"]["at"], "2024-01-03T00:00:00Z");
+    assert_eq!(rule["example"]["at"], "2024-01-04T00:00:00Z");
     // AAA-USD's pending 9500 plus BBB-USD's 9500 against equity 10000.
     let detail = rule["example"]["detail"].as_str().unwrap();
     assert!(detail.contains("19000") && detail.contains("equity 10000"), "{detail}");
     for needle in [
         "REFUSED       1 entries by the risk gate",
         "max-gross-exposure: 1",
-        "BBB-USD at 2024-01-03T00:00:00Z",
+        "BBB-USD at 2024-01-04T00:00:00Z",
     ] {
         assert!(ran.stdout.contains(needle), "stdout lacks {needle:?}:\n{}", ran.stdout);
     }
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(
-        html.contains("id=\"refusals\"") && html.contains("BBB-USD at 2024-01-03T00:00:00Z"),
+        html.contains("id=\"refusals\"") && html.contains("BBB-USD at 2024-01-04T00:00:00Z"),
         "report.html"
     );
     // Cash never went below zero: fills at the closes they were checked at.
