@@ -31,6 +31,9 @@ pub struct RunConfig {
     /// The host's risk gate; a config without this section gets its defaults.
     #[serde(default)]
     pub risk: crate::risk::RiskLimits,
+    /// Cash (never borrows, the default) or margin (borrows at a rate).
+    #[serde(default)]
+    pub account: crate::account::AccountSection,
     /// Short selling, off by default (long only).
     #[serde(default)]
     pub shorting: ShortingSection,
@@ -373,8 +376,14 @@ impl LoadedConfig {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
-        let mut config: RunConfig = toml::from_str(&text)
-            .map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?;
+        let mut config: RunConfig = toml::from_str(&text).map_err(|e| {
+            let problems = section_problems(&text);
+            if problems.is_empty() {
+                ConfigError::Parse { path: path.clone(), message: e.to_string() }
+            } else {
+                ConfigError::Invalid { path: path.clone(), problems }
+            }
+        })?;
         let dir = path.parent().unwrap_or(Path::new("."));
         for kind in SliceKind::ALL {
             let section = config.slices.get_mut(kind);
@@ -401,6 +410,7 @@ impl LoadedConfig {
             ));
         }
         problems.extend(self.config.risk.problems());
+        problems.extend(self.config.account.problems(&self.config.risk));
         problems.extend(self.config.paper.problems());
         let borrow = self.config.shorting.borrow_bps_per_year;
         if borrow < Decimal::ZERO || borrow > Decimal::from(100_000) {
@@ -460,6 +470,112 @@ impl LoadedConfig {
             Err(ConfigError::Invalid { path: self.path.clone(), problems })
         }
     }
+}
+
+/// Every problem of a config that does not deserialize, section by section,
+/// so a user fixes them in one pass rather than one per run: each unknown
+/// key (at the top level and in every section) and each section's first
+/// other error. Empty when the text is not TOML at all or when the
+/// sections are fine on their own (the caller then reports the parser's
+/// own error, with its line).
+fn section_problems(text: &str) -> Vec<String> {
+    let Ok(table) = text.parse::<toml::Table>() else { return Vec::new() };
+    let mut problems = Vec::new();
+    const SECTIONS: &str = "run, faults, risk, account, shorting, paper, optimize, slices";
+    for (key, value) in &table {
+        match key.as_str() {
+            "run" => check_section::<RunSection>(text, "run", value, &mut problems),
+            "faults" => check_section::<FaultSection>(text, "faults", value, &mut problems),
+            "risk" => check_section::<crate::risk::RiskLimits>(text, "risk", value, &mut problems),
+            "account" => {
+                check_section::<crate::account::AccountSection>(text, "account", value, &mut problems)
+            }
+            "shorting" => check_section::<ShortingSection>(text, "shorting", value, &mut problems),
+            "paper" => check_section::<PaperSection>(text, "paper", value, &mut problems),
+            "optimize" => {
+                check_section::<crate::optimize::OptimizeSection>(text, "optimize", value, &mut problems)
+            }
+            "slices" => slices_problems(text, value, &mut problems),
+            other => problems.push(format!(
+                "{}unknown top-level key `{other}` (the sections are {SECTIONS})",
+                line_prefix(text, "", other)
+            )),
+        }
+    }
+    if !table.contains_key("slices") {
+        problems.push("missing [slices.*]: every config names the six slices' components".to_owned());
+    }
+    problems
+}
+
+fn slices_problems(text: &str, value: &toml::Value, problems: &mut Vec<String>) {
+    let Some(slices) = value.as_table() else {
+        problems.push("slices must be a table of [slices.<kind>] sections".to_owned());
+        return;
+    };
+    for (kind, section) in slices {
+        match SliceKind::from_name(kind) {
+            Some(_) => check_section::<SliceSection>(text, &format!("slices.{kind}"), section, problems),
+            None => {
+                let kinds: Vec<&str> = SliceKind::ALL.iter().map(|k| k.as_str()).collect();
+                problems.push(format!("unknown slice kind [slices.{kind}] (one of {})", kinds.join(", ")));
+            }
+        }
+    }
+    for kind in SliceKind::ALL {
+        if !slices.contains_key(kind.as_str()) {
+            problems.push(format!("missing [slices.{kind}]"));
+        }
+    }
+}
+
+/// Deserializes one section on its own; each unknown key is reported and
+/// removed, and the section tried again, so every unknown key is named.
+fn check_section<T: serde::de::DeserializeOwned>(
+    text: &str,
+    name: &str,
+    value: &toml::Value,
+    problems: &mut Vec<String>,
+) {
+    let mut value = value.clone();
+    // Bounded: each pass removes one key.
+    loop {
+        let Err(e) = value.clone().try_into::<T>() else { return };
+        let message = e.message().trim().to_owned();
+        let unknown = message
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(field, _)| field.to_owned());
+        match (unknown, value.as_table_mut()) {
+            (Some(field), Some(table)) if table.remove(&field).is_some() => {
+                problems.push(format!("{}[{name}] {message}", line_prefix(text, name, &field)));
+            }
+            _ => {
+                problems.push(format!("[{name}] {message}"));
+                return;
+            }
+        }
+    }
+}
+
+/// `line N: ` for the line that sets `key` in section `section` (`""` for
+/// the top level), as a plain `key = ...` line under a `[section]` header;
+/// empty when the key is written another way (an inline table).
+fn line_prefix(text: &str, section: &str, key: &str) -> String {
+    let mut current = "";
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(header) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
+            current = header.trim();
+            continue;
+        }
+        let Some((name, _)) = line.split_once('=') else { continue };
+        let first = name.trim().split('.').next().unwrap_or_default().trim().trim_matches('"');
+        if current == section && first == key {
+            return format!("line {}: ", i + 1);
+        }
+    }
+    String::new()
 }
 
 /// Plugins built by this repository live under `<repo>/target`; a missing file
@@ -555,7 +671,7 @@ fn coerce(value: ConfigValue, default: &ConfigValue) -> Result<ConfigValue, Stri
 
 /// Money in config may be written as a number or a string; either way it is
 /// read exactly (`0.1` is one tenth, not the nearest binary fraction).
-fn exact_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+pub(crate) fn exact_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Raw {

@@ -7,6 +7,7 @@
 //! benchmark's native floor (`bench/`), which runs the same loop over the
 //! plugin crates compiled natively. They are not a stable API.
 
+pub mod account;
 mod barfile;
 mod bindings;
 mod cli;

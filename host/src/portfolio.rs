@@ -79,8 +79,10 @@ pub struct Ledger {
     /// Sum of quantity x mark over all positions, maintained incrementally.
     positions_value: Decimal,
     fees_paid: Decimal,
-    /// Borrow cost of short positions, charged in cash.
+    /// Borrow cost of short positions and margin interest, charged in cash.
     borrow_paid: Decimal,
+    /// Of `borrow_paid`: interest on negative cash (margin accounts).
+    interest_paid: Decimal,
     trips: Vec<RoundTrip>,
 }
 
@@ -104,6 +106,7 @@ impl Ledger {
             positions_value: Decimal::ZERO,
             fees_paid: Decimal::ZERO,
             borrow_paid: Decimal::ZERO,
+            interest_paid: Decimal::ZERO,
             trips: Vec::new(),
         }
     }
@@ -148,6 +151,48 @@ impl Ledger {
         self.cash -= amount;
         self.borrow_paid += amount;
     }
+    /// Charges interest on negative cash (a margin account's loan): the
+    /// amount owed x `annual_rate` x `elapsed_ms` / `ms_per_year`, exact and
+    /// checked, taken from cash and added to the borrow cost. Returns the
+    /// interest charged (zero when cash is not negative), or `None` when the
+    /// arithmetic leaves the decimal range (nothing is charged then).
+    pub fn charge_interest(
+        &mut self,
+        annual_rate: Decimal,
+        elapsed_ms: i64,
+        ms_per_year: i64,
+    ) -> Option<Decimal> {
+        if self.cash >= Decimal::ZERO || elapsed_ms <= 0 {
+            return Some(Decimal::ZERO);
+        }
+        let owed = -self.cash;
+        let interest = owed
+            .checked_mul(annual_rate)?
+            .checked_mul(Decimal::from(elapsed_ms))?
+            .checked_div(Decimal::from(ms_per_year))?;
+        let cash = self.cash.checked_sub(interest)?;
+        let borrow_paid = self.borrow_paid.checked_add(interest)?;
+        let interest_paid = self.interest_paid.checked_add(interest)?;
+        self.cash = cash;
+        self.borrow_paid = borrow_paid;
+        self.interest_paid = interest_paid;
+        Some(interest)
+    }
+
+    /// Margin interest charged so far (part of [`Ledger::borrow_paid`]).
+    pub fn interest_paid(&self) -> Decimal {
+        self.interest_paid
+    }
+
+    /// Sum of every open position's absolute value at its mark: what
+    /// leverage is measured on. `None` if it leaves the decimal range.
+    pub fn gross_exposure(&self) -> Option<Decimal> {
+        self.positions
+            .iter()
+            .filter(|p| !p.quantity.is_zero())
+            .try_fold(Decimal::ZERO, |sum, p| sum.checked_add(p.quantity.checked_mul(p.mark)?.abs()))
+    }
+
     pub fn round_trips(&self) -> &[RoundTrip] {
         &self.trips
     }

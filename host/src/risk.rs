@@ -16,7 +16,8 @@ use crate::model::Timestamp;
 use crate::time::MS_PER_DAY;
 
 /// The limits, as written in a config's `[risk]` section. A config without
-/// one gets the conservative defaults.
+/// one gets the defaults: no position or total above equity, no daily-loss
+/// stop, no kill switch.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RiskLimits {
@@ -47,14 +48,19 @@ pub struct RiskLimits {
     pub max_adjustments_per_position: u32,
 }
 
+// The defaults let the default sizer (95% of equity per entry) through and
+// never borrow: one position up to all of equity, every position together up
+// to all of equity. A daily-loss stop is off by default: on daily bars a "day"
+// is one bar, so any fixed threshold would silently change what a strategy
+// does after an ordinary down day; a config that wants one says so.
 fn default_max_position() -> Option<Decimal> {
-    Some(Decimal::new(20, 2))
+    Some(Decimal::ONE)
 }
 fn default_max_gross() -> Option<Decimal> {
     Some(Decimal::ONE)
 }
 fn default_max_daily_loss() -> Option<Decimal> {
-    Some(Decimal::new(2, 2))
+    None
 }
 fn default_max_adjustments() -> u32 {
     10
@@ -176,9 +182,14 @@ pub struct RiskGate {
     peak_equity: Decimal,
     /// Set when the drawdown kill switch fired.
     killed: Option<String>,
+    /// The account's limit on gross exposure, as a multiple of equity: 1 for
+    /// a cash account, `max-leverage` for a margin one. Applies whatever
+    /// `[risk]` says, so no config can borrow without opting in.
+    leverage_cap: Decimal,
 }
 
 impl RiskGate {
+    /// A gate for a cash account (no borrowing); see [`RiskGate::with_leverage_cap`].
     pub fn new(limits: RiskLimits, start_equity: Decimal) -> Self {
         RiskGate {
             limits,
@@ -187,7 +198,14 @@ impl RiskGate {
             orders_today: 0,
             peak_equity: start_equity,
             killed: None,
+            leverage_cap: Decimal::ONE,
         }
+    }
+
+    /// The account's gross-exposure limit, as a multiple of equity.
+    pub fn with_leverage_cap(mut self, cap: Decimal) -> Self {
+        self.leverage_cap = cap;
+        self
     }
 
     /// New limits from here on (a config reload in paper mode); the day's
@@ -282,17 +300,21 @@ impl RiskGate {
                 )));
             }
         }
-        if let Some(f) = l.max_gross_exposure {
-            let cap = equity.max(Decimal::ZERO) * f;
-            if proposal.gross_after > cap {
-                return Err(Refusal(format!(
-                    "max-gross-exposure: positions would total {} ({}% of equity {}), over the limit of {}%",
-                    proposal.gross_after.round_dp(2),
-                    percent_of(proposal.gross_after, equity),
-                    equity.round_dp(2),
-                    pct(f)
-                )));
-            }
+        // The tighter of `[risk]`'s gross limit and the account's, named by
+        // the one that binds.
+        let (rule, f) = match l.max_gross_exposure {
+            Some(f) if f <= self.leverage_cap => ("max-gross-exposure", f),
+            _ => ("account max-leverage", self.leverage_cap),
+        };
+        let cap = equity.max(Decimal::ZERO).checked_mul(f).unwrap_or(Decimal::MAX);
+        if proposal.gross_after > cap {
+            return Err(Refusal(format!(
+                "{rule}: positions and pending entries would total {} ({}% of equity {}), over the limit of {}%",
+                proposal.gross_after.round_dp(2),
+                percent_of(proposal.gross_after, equity),
+                equity.round_dp(2),
+                pct(f)
+            )));
         }
         if let Some(adjustments) = proposal.adjustments.filter(|a| *a >= l.max_adjustments_per_position) {
             return Err(Refusal(format!(
@@ -329,17 +351,28 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_20_percent_per_symbol_and_2_percent_daily_loss() {
+    fn defaults_let_the_default_sizer_through_and_never_borrow() {
         let mut gate = RiskGate::new(RiskLimits::default(), d("10000"));
         gate.begin(0, d("10000"));
-        assert!(gate.check_entry(&proposal("2000", "2000", "2000"), d("10000")).is_ok());
-        let err = gate.check_entry(&proposal("2000.01", "2000.01", "2000.01"), d("10000")).unwrap_err();
-        assert!(err.0.starts_with("max-position-fraction"), "{err}");
-        // Down 2.5% on the day: no new entries until tomorrow.
-        let err = gate.check_entry(&proposal("100", "100", "100"), d("9750")).unwrap_err();
-        assert!(err.0.starts_with("max-daily-loss"), "{err}");
-        gate.begin(MS_PER_DAY, d("9750"));
-        assert!(gate.check_entry(&proposal("100", "100", "100"), d("9750")).is_ok());
+        // The default sizer's 95% entry passes, and so does all of equity.
+        assert!(gate.check_entry(&proposal("9500", "9500", "9500"), d("10000")).is_ok());
+        assert!(gate.check_entry(&proposal("10000", "10000", "10000"), d("10000")).is_ok());
+        // A second 95% position would borrow: refused by the gross limit.
+        let err = gate.check_entry(&proposal("9500", "9500", "19000"), d("10000")).unwrap_err();
+        assert!(err.0.starts_with("max-gross-exposure"), "{err}");
+        // No daily-loss stop by default: down 10% on the day still enters.
+        assert!(gate.check_entry(&proposal("100", "100", "100"), d("9000")).is_ok());
+    }
+
+    #[test]
+    fn the_account_cap_applies_whatever_risk_says() {
+        let limits = RiskLimits { max_gross_exposure: None, ..RiskLimits::default() };
+        let mut gate = RiskGate::new(limits.clone(), d("10000"));
+        let err = gate.check_entry(&proposal("9500", "9500", "19000"), d("10000")).unwrap_err();
+        assert!(err.0.starts_with("account max-leverage"), "{err}");
+        let mut margin = RiskGate::new(limits, d("10000")).with_leverage_cap(d("2"));
+        assert!(margin.check_entry(&proposal("9500", "9500", "19000"), d("10000")).is_ok());
+        assert!(margin.check_entry(&proposal("9500", "9500", "20000.01"), d("10000")).is_err());
     }
 
     #[test]
@@ -353,7 +386,7 @@ mod tests {
             max_orders_per_day: Some(2),
             max_adjustments_per_position: 3,
         };
-        let mut gate = RiskGate::new(limits, d("10000"));
+        let mut gate = RiskGate::new(limits, d("10000")).with_leverage_cap(d("2"));
         gate.begin(0, d("10000"));
         let cases = [
             (proposal("6000", "6000", "6000"), Some("max-order-notional")),

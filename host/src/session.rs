@@ -64,6 +64,126 @@ pub fn load_components(runtime: &Runtime, config: &LoadedConfig, kinds: &[SliceK
     Ok((plugins, settings))
 }
 
+/// Every problem `host run` would meet before its first bar, short of the
+/// data: each component loaded, its settings checked against what it
+/// declares, and each slice's own `init` run in a throwaway instance with
+/// the run's grants and limits (a slice refusing its settings, an instance
+/// over its memory limit). Collects them all instead of stopping at the
+/// first; returns the loaded session when there is none.
+pub fn check_components(config: &LoadedConfig) -> (Vec<String>, Option<Session>) {
+    let mut problems = Vec::new();
+    let runtime = match Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => return (vec![format!("cannot start the WebAssembly runtime: {e:#}")], None),
+    };
+    let mut plugins = BTreeMap::new();
+    let mut settings = BTreeMap::new();
+    for kind in SliceKind::ALL {
+        let section = config.config.slices.get(kind);
+        if !section.plugin.is_file() {
+            // Already reported by `LoadedConfig::validate`.
+            continue;
+        }
+        let plugin = match runtime.load(kind, &section.plugin) {
+            Ok(plugin) => plugin,
+            Err(e) => {
+                problems.push(format!("slices.{kind}.plugin: {e:#}"));
+                continue;
+            }
+        };
+        match slice_settings(kind, &plugin.label(), &section.config, &plugin.info.params) {
+            Ok(s) => {
+                settings.insert(kind, s);
+            }
+            Err(p) => problems.extend(p),
+        }
+        plugins.insert(kind, plugin);
+    }
+    let session = Session { runtime, config: config.clone(), plugins, settings };
+    problems.extend(session.init_problems());
+    let usable = problems.is_empty()
+        && session.plugins.len() == SliceKind::ALL.len()
+        && session.settings.len() == SliceKind::ALL.len();
+    (problems, usable.then_some(session))
+}
+
+impl Session {
+    /// Runs the `init` of every slice whose component loaded and whose
+    /// settings passed, in throwaway instances, as a run's first chain
+    /// would. Regime and strategy slices get the analysis slice's outputs,
+    /// so they are initialised only when it was.
+    fn init_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let clock = SimClock::new();
+        // The run's grants and limits; no symbol is opened, as `init` must
+        // not depend on one.
+        let sandbox = |kind: SliceKind| {
+            let section = self.config.config.slices.get(kind);
+            Sandbox {
+                symbol: None,
+                read_dirs: section.grants.read_dirs.clone(),
+                clock: ClockSource::Simulated(clock.clone()),
+                seed: derive_seed(self.config.config.run.seed, &[kind.as_str()]),
+                limits: section.limits,
+            }
+        };
+        let ready = |kind: SliceKind| self.plugins.get(&kind).zip(self.settings.get(&kind));
+        let mut report = |kind: SliceKind, result: Result<(), crate::slice::SliceError>| {
+            if let Err(e) = result {
+                problems.push(format!("slices.{kind}: init failed: {e}"));
+            }
+        };
+        let rt = &self.runtime;
+        if let Some((plugin, settings)) = ready(SliceKind::Data) {
+            report(SliceKind::Data, rt.data_slice(plugin, &sandbox(SliceKind::Data), settings).map(drop));
+        }
+        let mut features = None;
+        if let Some((plugin, settings)) = ready(SliceKind::Analysis) {
+            let analysis = rt
+                .analysis_slice(plugin, &sandbox(SliceKind::Analysis), settings)
+                .and_then(|mut a| a.outputs());
+            match analysis {
+                Ok(outputs) => features = Some(outputs),
+                Err(e) => {
+                    report(SliceKind::Analysis, Err(e));
+                    // Regime and strategy are still checked, against the
+                    // outputs the component has with its own defaults, so
+                    // their problems show in the same pass.
+                    let defaults: Vec<(String, ConfigValue)> =
+                        plugin.info.params.iter().map(|p| (p.key.clone(), p.default.clone())).collect();
+                    features = rt
+                        .analysis_slice(plugin, &sandbox(SliceKind::Analysis), &defaults)
+                        .and_then(|mut a| a.outputs())
+                        .ok();
+                }
+            }
+        }
+        if let Some(features) = &features {
+            if let Some((plugin, settings)) = ready(SliceKind::Regime) {
+                let built = rt.regime_slice(plugin, &sandbox(SliceKind::Regime), settings, features);
+                report(SliceKind::Regime, built.map(drop));
+            }
+            if let Some((plugin, settings)) = ready(SliceKind::Strategy) {
+                let built = rt.strategy_slice(plugin, &sandbox(SliceKind::Strategy), settings, features);
+                report(SliceKind::Strategy, built.map(drop));
+            }
+        }
+        if let Some((plugin, settings)) = ready(SliceKind::Sizing) {
+            report(
+                SliceKind::Sizing,
+                rt.sizing_slice(plugin, &sandbox(SliceKind::Sizing), settings).map(drop),
+            );
+        }
+        if let Some((plugin, settings)) = ready(SliceKind::Execution) {
+            let built = rt
+                .execution_slice(plugin, &sandbox(SliceKind::Execution), settings)
+                .and_then(|mut e| e.fill_model().map(drop));
+            report(SliceKind::Execution, built);
+        }
+        problems
+    }
+}
+
 /// One symbol's chain, its data source opened.
 pub struct Chain {
     pub symbol: Symbol,

@@ -92,9 +92,18 @@ fn two_symbols_share_one_cash_balance_in_time_order() {
     let out = run_reference(&shared_data(), "BTC-USD-1d,ETH-USD-1d", &[]);
     let model = model_for(&["BTC-USD-1d", "ETH-USD-1d"]);
     assert!(model.trades.iter().any(|t| t.symbol == "ETH-USD-1d"));
+    // Both symbols want 95% of equity at times: the entries that would have
+    // borrowed are refused, in the model and in the host alike.
+    assert!(model.refused > 0, "the no-borrowing rule binds on BTC + ETH");
     assert_matches_model(&out.path().join("run"), &model);
     let summary = read_summary(&out.path().join("run"));
     assert_eq!(summary["symbols"], serde_json::json!(["BTC-USD-1d", "ETH-USD-1d"]));
+    assert_eq!(
+        summary["risk_refusals"]["total"].as_u64(),
+        Some(model.refused as u64),
+        "{:#}",
+        summary["risk_refusals"]
+    );
 }
 
 #[test]

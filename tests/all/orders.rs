@@ -224,34 +224,6 @@ fn limit_and_stop_orders_with_costs_and_a_binding_risk_gate_keep_the_ledger_exac
 }
 
 #[test]
-fn without_a_risk_section_the_default_limits_apply() {
-    // The reference strategy puts 95% of equity in one position: the default
-    // 20% limit refuses every entry.
-    let dir = tempdir();
-    let mut config = ConfigFile::reference(&shared_data());
-    config.risk.clear();
-    let path = config.write(dir.path());
-    let text = std::fs::read_to_string(&path).unwrap().replace("\n[risk]\n", "\n");
-    std::fs::write(&path, text).unwrap();
-    let out = dir.path().join("run");
-    let ran = host(&[
-        "run",
-        "--symbols",
-        "BTC-USD-1d",
-        "--config",
-        path.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(ran.ok(), "{ran:#?}");
-    let s = read_summary(&out);
-    assert_eq!(s["trade_count"], 0);
-    assert!(s["refusals"]["risk: max-position-fraction"].as_u64().unwrap() > 50, "{:#}", s["refusals"]);
-    assert_eq!(s["config"]["risk"]["max-position-fraction"], "0.2");
-    assert_eq!(s["config"]["risk"]["max-daily-loss"], "0.02");
-}
-
-#[test]
 fn the_drawdown_kill_switch_closes_everything_and_stops() {
     let (ran, dir) = realistic(&[("max-drawdown", "0.02")], LIMIT_IN_STOP_OUT, false);
     assert_eq!(ran.code, Some(3), "{ran:#?}");

@@ -12,6 +12,10 @@
 //!   fee-bps / 10000, paid in cash; exits sell the whole position;
 //! - several symbols: timestamps in order across symbols, one cash balance;
 //!   at each timestamp fills first, then marks, then signals;
+//! - no borrowing (issue #12): an entry is refused when it would take gross
+//!   exposure above `max_gross` x equity at the signal bar's close, gross
+//!   exposure being every held position and every entry still waiting for
+//!   its fill, each at its symbol's latest close, plus the entry itself;
 //! - a position open at the end is marked at the last close, not closed.
 //!
 //! SMA values are the window's closes summed oldest first, then divided by
@@ -116,6 +120,9 @@ pub struct Params {
     pub fraction: Decimal,
     pub fee_bps: Decimal,
     pub start_cash: Decimal,
+    /// Largest gross exposure an entry may take the account to, as a
+    /// multiple of equity (a cash account's 1); `None` for no limit.
+    pub max_gross: Option<Decimal>,
 }
 
 impl Default for Params {
@@ -126,6 +133,7 @@ impl Default for Params {
             fraction: Decimal::from_str("0.95").unwrap(),
             fee_bps: Decimal::from(10),
             start_cash: Decimal::from(10_000),
+            max_gross: Some(Decimal::ONE),
         }
     }
 }
@@ -135,6 +143,8 @@ pub struct Outcome {
     pub final_equity: Decimal,
     pub final_cash: Decimal,
     pub bars: usize,
+    /// Entries refused because they would have borrowed.
+    pub refused: usize,
 }
 
 struct Book {
@@ -174,6 +184,7 @@ pub fn simulate(symbols: Vec<(String, Vec<Bar>)>, p: &Params) -> Outcome {
     let mut cash = p.start_cash;
     let mut trades = Vec::new();
     let mut bars_seen = 0;
+    let mut refused = 0;
     let ten_k = Decimal::from(10_000);
     while let Some(ts) = books.iter().filter_map(|b| b.bars.get(b.next).map(|x| x.ts)).min() {
         let active: Vec<usize> = (0..books.len())
@@ -230,7 +241,20 @@ pub fn simulate(symbols: Vec<(String, Vec<Bar>)>, p: &Params) -> Outcome {
                         .sum::<Decimal>();
                 let qty = (p.fraction * equity / dec(bar.close))
                     .round_dp_with_strategy(8, RoundingStrategy::ToZero);
-                if qty > Decimal::ZERO {
+                let at_close = |b: &Book| b.last_close.map(dec).unwrap_or_default();
+                let held: Decimal = books.iter().map(|b| (b.position * at_close(b)).abs()).sum();
+                let waiting: Decimal = books
+                    .iter()
+                    .filter_map(|b| match b.pending {
+                        Some((true, q)) => Some(q * at_close(b)),
+                        _ => None,
+                    })
+                    .sum();
+                let gross = held + waiting + qty * dec(bar.close);
+                let borrows = p.max_gross.is_some_and(|limit| gross > equity.max(Decimal::ZERO) * limit);
+                if qty > Decimal::ZERO && borrows {
+                    refused += 1;
+                } else if qty > Decimal::ZERO {
                     books[i].pending = Some((true, qty));
                 }
             } else if f < s && pf >= ps && books[i].position > Decimal::ZERO {
@@ -244,5 +268,5 @@ pub fn simulate(symbols: Vec<(String, Vec<Bar>)>, p: &Params) -> Outcome {
     }
     let final_equity =
         cash + books.iter().map(|b| b.position * b.last_close.map(dec).unwrap_or_default()).sum::<Decimal>();
-    Outcome { trades, final_equity, final_cash: cash, bars: bars_seen }
+    Outcome { trades, final_equity, final_cash: cash, bars: bars_seen, refused }
 }

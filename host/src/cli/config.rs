@@ -3,30 +3,68 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::Subcommand;
 
-use crate::config::LoadedConfig;
+use crate::config::{ConfigError, LoadedConfig};
 use crate::model::SliceKind;
-use crate::session::Session;
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Parse a config, load its six components and check every slice's
-    /// settings against what the component declares, and the [optimize]
-    /// section's search space if there is one; runs nothing.
+    /// Everything `host run` checks before its first bar, all problems at
+    /// once: the file's keys, the limits, each component's settings against
+    /// what it declares, each slice's own `init` in a throwaway instance
+    /// (with the config's grants and limits), and the [optimize] section's
+    /// search space if there is one. Honours $STRATA_CONFIG and
+    /// $STRATA_DATA_DIR as `host run` does, prints the effective [run],
+    /// [risk], [account] and [faults], and exits non-zero on any problem.
     Check {
-        /// The config [default: config/default.toml].
+        /// The config [default: $STRATA_CONFIG, else config/default.toml].
         file: Option<PathBuf>,
+        /// Point the data slice's directory grant here, as `host run
+        /// --data-dir` does (overrides $STRATA_DATA_DIR).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
 }
 
 pub fn execute(cmd: ConfigCommand) -> Result<ExitCode> {
-    let ConfigCommand::Check { file } = cmd;
+    let ConfigCommand::Check { file, data_dir } = cmd;
     let path = super::resolve_config(file, "default.toml")?;
-    let config = LoadedConfig::read(&path)?;
-    config.validate()?;
-    let session = Session::open(config, &SliceKind::ALL)?;
+    let mut config = LoadedConfig::read(&path)?;
+    let mut problems = Vec::new();
+    let data_dir = data_dir.or_else(|| std::env::var_os("STRATA_DATA_DIR").map(PathBuf::from));
+    if let Some(dir) = &data_dir
+        && let Err(e) = super::run::override_data_dir(&mut config, dir)
+    {
+        problems.push(e.to_string());
+    }
+    match config.validate() {
+        Ok(()) => {}
+        Err(ConfigError::Invalid { problems: found, .. }) => problems.extend(found),
+        Err(other) => problems.push(other.to_string()),
+    }
+    let (found, session) = crate::session::check_components(&config);
+    problems.extend(found);
+    let search = match &session {
+        Some(session) => crate::optimize::check(session).unwrap_or_else(|e| {
+            problems.push(format!("[optimize] {e:#}"));
+            None
+        }),
+        None => None,
+    };
+    print_effective(&config);
+    if !problems.is_empty() {
+        bail!(
+            "config file {} has {} problem(s):\n{}",
+            config.path.display(),
+            problems.len(),
+            problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
+        );
+    }
+    let Some(session) = session else {
+        bail!("config file {}: the components could not be checked", config.path.display());
+    };
     println!("{} is valid:", session.config.path.display());
     for kind in SliceKind::ALL {
         let plugin = session.plugin(kind);
@@ -36,8 +74,27 @@ pub fn execute(cmd: ConfigCommand) -> Result<ExitCode> {
             println!("  {:<10} {:<24} reads {} as {guest}", "", "", host.display());
         }
     }
-    if let Some(search) = crate::optimize::check(&session)? {
+    if let Some(search) = search {
         println!("  {:<10} {search}", "optimize");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The sections that decide what a run may do, defaults filled in, so a
+/// reader sees the limits in force rather than only what the file says.
+fn print_effective(config: &LoadedConfig) {
+    let c = &config.config;
+    println!("{} as the run would use it:", config.path.display());
+    let section = |name: &str, value: Result<String, toml::ser::Error>| {
+        println!("[{name}]");
+        match value {
+            Ok(text) => print!("{text}"),
+            Err(e) => println!("# cannot show: {e}"),
+        }
+        println!();
+    };
+    section("run", toml::to_string(&c.run));
+    section("risk", toml::to_string(&c.risk));
+    section("account", toml::to_string(&c.account));
+    section("faults", toml::to_string(&c.faults));
 }

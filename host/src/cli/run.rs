@@ -408,6 +408,8 @@ fn summarize(
         trade_count: ledger.round_trips().len(),
         fees_paid: ledger.fees_paid().normalize().to_string(),
         borrow_paid: ledger.borrow_paid().normalize().to_string(),
+        margin_interest: ledger.interest_paid().normalize().to_string(),
+        exposure: report::ExposureSummary::new(backtest.exposure(), &session.config.config.account),
         risk_stop: backtest.stopped().map(str::to_owned),
         open_positions: ledger
             .open_positions()
@@ -424,6 +426,7 @@ fn summarize(
             settings: session.settings[&SliceKind::Execution].iter().cloned().collect(),
         },
         refusals: backtest.refusals().clone(),
+        risk_refusals: report::RiskRefusals::new(backtest.refusals(), backtest.refusal_examples()),
         fault_policy: session.config.config.faults.clone(),
         faults,
         health: backtest.health(),
@@ -456,6 +459,7 @@ fn print_summary(s: &Summary, dir: &Path) {
     println!("  return        {}%", money(&s.total_return_pct));
     println!("  final equity  {} (start {})", money(&s.final_equity), money(&s.start_cash));
     println!("  fees paid     {}", money(&s.fees_paid));
+    print_exposure(s);
     println!(
         "  time          load {:.0} ms, run {:.0} ms ({} bars/s)",
         s.timing.load_ms,
@@ -465,6 +469,7 @@ fn print_summary(s: &Summary, dir: &Path) {
     if let Some(reason) = &s.risk_stop {
         println!("  RISK STOP     {reason}");
     }
+    print_refusals(s);
     if !s.faults.is_empty() {
         println!("  faults        {} (policy {:?}; see summary.json)", s.faults.len(), s.fault_policy.policy);
         for f in s.faults.iter().take(5) {
@@ -480,6 +485,48 @@ fn print_summary(s: &Summary, dir: &Path) {
     }
     println!("  artifacts     {}", dir.display());
     println!("  report        {}", dir.join("report.html").display());
+}
+
+/// Leverage and borrowing: what a reader needs to trust the return.
+fn print_exposure(s: &Summary) {
+    let e = &s.exposure;
+    let account = match e.account {
+        crate::account::AccountType::Cash => "cash account, no borrowing".to_owned(),
+        crate::account::AccountType::Margin => format!("margin account, up to {}x", e.max_leverage_allowed),
+    };
+    match (e.max_leverage, e.average_leverage) {
+        (Some(max), Some(avg)) => println!(
+            "  leverage      max {max:.2}x{}, average {avg:.2}x ({account})",
+            e.max_leverage_at
+                .as_deref()
+                .map(|t| format!(" on {}", &t[..10.min(t.len())]))
+                .unwrap_or_default()
+        ),
+        _ => println!("  leverage      none measured ({account})"),
+    }
+    let borrowed = s.borrow_paid.parse::<Decimal>().is_ok_and(|b| !b.is_zero());
+    if borrowed || e.account == crate::account::AccountType::Margin {
+        println!("  borrow cost   {} (margin interest {})", money(&s.borrow_paid), money(&s.margin_interest));
+    }
+}
+
+/// Signals the risk gate refused, by rule, with the first of each: a run
+/// whose limits bind must say so where its result is read.
+fn print_refusals(s: &Summary) {
+    let r = &s.risk_refusals;
+    if r.total == 0 {
+        return;
+    }
+    println!(
+        "  REFUSED       {} entries by the risk gate (orders.csv has each):",
+        group(i128::from(r.total))
+    );
+    for (rule, refused) in &r.by_rule {
+        println!("                {rule}: {}", group(i128::from(refused.count)));
+        if let Some(e) = &refused.example {
+            println!("                  e.g. {} at {}: {}", e.symbol, e.at, e.detail);
+        }
+    }
 }
 
 /// A decimal string rounded to cents with thousands separators: `12,345.68`.

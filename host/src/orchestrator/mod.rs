@@ -32,6 +32,7 @@ use std::io;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
+use crate::account::AccountSection;
 use crate::clock::SimClock;
 use crate::config::{FaultPolicy, RunConfig, ShortingSection};
 use crate::model::{
@@ -259,6 +260,8 @@ pub struct BacktestSettings {
     pub batch_size: u32,
     pub faults: FaultSettings,
     pub risk: RiskLimits,
+    /// Cash or margin: how much the account may borrow and at what rate.
+    pub account: AccountSection,
     pub shorting: ShortingSection,
     /// A live feed (paper and live modes): a data slice with no new bar is
     /// waiting for one, not finished.
@@ -288,6 +291,7 @@ impl BacktestSettings {
                 max_faults_per_symbol: config.faults.max_faults_per_symbol,
             },
             risk: config.risk.clone(),
+            account: config.account.clone(),
             shorting: config.shorting.clone(),
             live: false,
             threads: config.run.threads,
@@ -316,6 +320,9 @@ pub enum RunError {
     NoBars { symbol: Symbol, range: String },
     #[error("cannot write the run's records: {0}")]
     Io(#[from] io::Error),
+    /// The account's own arithmetic left the supported range (margin interest).
+    #[error("{0}")]
+    Account(String),
 }
 
 /// Counters of one run.
@@ -332,6 +339,62 @@ pub struct RunStats {
     pub refused_signals: u64,
     pub orders: u64,
     pub fills: u64,
+}
+
+/// The first refusal of one risk rule.
+#[derive(Debug, Clone, Serialize)]
+pub struct RefusalExample {
+    pub symbol: Symbol,
+    /// The signal bar's time.
+    pub at: String,
+    /// The gate's reason, with the numbers it compared.
+    pub detail: String,
+}
+
+/// Leverage (gross position value / equity) and cash, per timestamp, at
+/// each timestamp's close.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ExposureStats {
+    /// Highest leverage; `None` before any timestamp with positive equity.
+    pub max_leverage: Option<Decimal>,
+    pub max_leverage_at: Option<Timestamp>,
+    /// Sum of leverage over the timestamps with positive equity, and their count.
+    leverage_sum: Decimal,
+    points: u64,
+    /// Timestamps whose equity was zero or negative (leverage undefined).
+    pub points_without_equity: u64,
+    /// Lowest cash at any close.
+    pub min_cash: Option<Decimal>,
+    pub min_cash_at: Option<Timestamp>,
+}
+
+impl ExposureStats {
+    fn record(&mut self, ts: Timestamp, gross: Option<Decimal>, cash: Decimal, equity: Decimal) {
+        if self.min_cash.is_none_or(|m| cash < m) {
+            self.min_cash = Some(cash);
+            self.min_cash_at = Some(ts);
+        }
+        let leverage = gross.filter(|_| equity > Decimal::ZERO).and_then(|g| g.checked_div(equity));
+        let Some(leverage) = leverage else {
+            self.points_without_equity += 1;
+            return;
+        };
+        if self.max_leverage.is_none_or(|m| leverage > m) {
+            self.max_leverage = Some(leverage);
+            self.max_leverage_at = Some(ts);
+        }
+        // A sum that leaves the decimal range (leverages near 1e28) stops
+        // growing rather than panicking; the maximum still tells the story.
+        if let Some(sum) = self.leverage_sum.checked_add(leverage) {
+            self.leverage_sum = sum;
+            self.points += 1;
+        }
+    }
+
+    /// Mean leverage over the timestamps with positive equity.
+    pub fn average_leverage(&self) -> Option<Decimal> {
+        (self.points > 0).then(|| self.leverage_sum / Decimal::from(self.points))
+    }
 }
 
 /// One slice failure and what the host did about it.
@@ -455,6 +518,12 @@ pub struct Backtest<'f> {
     gate: RiskGate,
     /// Set when the risk kill switch stopped trading, with its reason.
     stopped: Option<String>,
+    /// The first refusal of each risk rule, to show what the gate did.
+    refusal_examples: BTreeMap<String, RefusalExample>,
+    /// Gross exposure over equity through the run.
+    exposure: ExposureStats,
+    /// Margin interest is charged up to this time.
+    interest_paid_to: Option<Timestamp>,
     next_position_id: u64,
     active: Vec<usize>,
     /// Call [`Recorder::decision`] for every symbol's bar.
@@ -505,7 +574,8 @@ impl<'f> Backtest<'f> {
                 borrow_paid_to: None,
             })
             .collect();
-        let gate = RiskGate::new(settings.risk.clone(), settings.start_cash);
+        let gate = RiskGate::new(settings.risk.clone(), settings.start_cash)
+            .with_leverage_cap(settings.account.leverage_cap());
         let pool = worker_pool(settings.threads, chains.len());
         Backtest {
             chains,
@@ -520,6 +590,9 @@ impl<'f> Backtest<'f> {
             safe_until: None,
             gate,
             stopped: None,
+            refusal_examples: BTreeMap::new(),
+            exposure: ExposureStats::default(),
+            interest_paid_to: None,
             next_position_id: 1,
             active: Vec::new(),
             record_decisions: false,
@@ -536,6 +609,16 @@ impl<'f> Backtest<'f> {
 
     pub fn refusals(&self) -> &BTreeMap<String, u64> {
         &self.refusals
+    }
+
+    /// The first refusal of each risk rule: symbol, bar and the numbers.
+    pub fn refusal_examples(&self) -> &BTreeMap<String, RefusalExample> {
+        &self.refusal_examples
+    }
+
+    /// Gross exposure over equity, per timestamp, through the run.
+    pub fn exposure(&self) -> &ExposureStats {
+        &self.exposure
     }
 
     pub fn faults(&self) -> &[FaultRecord] {
@@ -696,6 +779,9 @@ impl<'f> Backtest<'f> {
         // Warming up: no signal is acted on, so there is no order, fill or
         // position either, and nothing is recorded.
         let trading = self.settings.trade_from.is_none_or(|from| ts >= from);
+        if trading {
+            self.charge_interest(ts)?;
+        }
         self.gate.begin(ts, self.ledger.equity());
         let mut active = std::mem::take(&mut self.active);
         active.clear();
@@ -776,6 +862,7 @@ impl<'f> Backtest<'f> {
         self.stats.first_ts.get_or_insert(ts);
         self.stats.last_ts = Some(ts);
         self.active = active;
+        self.exposure.record(ts, self.ledger.gross_exposure(), self.ledger.cash(), self.ledger.equity());
         recorder.equity(ts, self.ledger.cash(), self.ledger.equity())?;
         Ok(())
     }

@@ -138,8 +138,14 @@ impl Backtest<'_> {
         self.stats.orders += 1;
 
         if entering && let Err(refusal) = self.check_risk(i, &order, price, request.equity) {
-            let key = refusal.0.split(':').next().unwrap_or("risk").to_owned();
-            self.refuse(&format!("risk: {key}"));
+            let key = format!("risk: {}", refusal.0.split(':').next().unwrap_or("risk"));
+            self.refuse(&key);
+            let symbol = &self.chains[i].symbol;
+            self.refusal_examples.entry(key).or_insert_with(|| super::RefusalExample {
+                symbol: symbol.clone(),
+                at: iso(bar.ts),
+                detail: refusal.0.clone(),
+            });
             let w = WorkingOrder { order, filled: zero, notional: zero, fees: zero };
             recorder.order(&order_record(
                 w,
@@ -161,7 +167,9 @@ impl Backtest<'_> {
 
     /// The risk gate's verdict on an order that opens or grows a position,
     /// valued at its reference price: the close for market orders, else its
-    /// limit (or, for a plain stop, its stop) price.
+    /// limit (or, for a plain stop, its stop) price. Gross exposure counts
+    /// the other symbols' entries still working, valued the same way, so
+    /// entries signalled at the same close cannot together borrow.
     fn check_risk(
         &mut self,
         i: usize,
@@ -179,10 +187,40 @@ impl Backtest<'_> {
         let proposal = Proposal {
             notional: order.quantity * reference,
             position_value_after: after,
-            gross_after: self.ledger.gross_exposure_except(i) + after.abs(),
+            gross_after: self
+                .ledger
+                .gross_exposure_except(i)
+                .checked_add(after.abs())
+                .and_then(|g| g.checked_add(self.pending_entries_except(i)?))
+                .unwrap_or(Decimal::MAX),
             adjustments: (!self.ledger.position(i).is_zero()).then(|| self.adjustments(i)).flatten(),
         };
         self.gate.check_entry(&proposal, equity)
+    }
+
+    /// Value of the working orders of every symbol but `except` that would
+    /// open or grow a position, each at its reference price (market orders
+    /// at the symbol's latest close). `None` if it leaves the decimal range.
+    fn pending_entries_except(&self, except: usize) -> Option<Decimal> {
+        let mut total = Decimal::ZERO;
+        for chain in self.chains.iter().filter(|c| c.index != except) {
+            let held = self.ledger.position(chain.index);
+            for w in &chain.working {
+                let buying = w.order.side == Side::Buy;
+                let grows = held.is_zero() || (held > Decimal::ZERO) == buying;
+                if !grows {
+                    continue;
+                }
+                let reference = match w.order.order_type {
+                    OrderType::Market => self.ledger.mark_price(chain.index).and_then(price_to_decimal),
+                    OrderType::Stop => w.order.stop_price,
+                    OrderType::Limit | OrderType::StopLimit => w.order.limit_price,
+                };
+                let open = w.order.quantity.checked_sub(w.filled)?;
+                total = total.checked_add(open.checked_mul(reference.unwrap_or(Decimal::ZERO))?)?;
+            }
+        }
+        Some(total)
     }
 
     /// Cancels chain `i`'s working orders on `side` through its execution slice.

@@ -93,6 +93,25 @@ impl Backtest<'_> {
         self.ledger.charge_borrow(cost);
     }
 
+    /// Charges a margin account's interest on the cash it owed since the
+    /// previous timestamp: cash carried negative over `[previous, ts)` at the
+    /// account's annual rate, for the time elapsed. A cash account's rate is
+    /// zero, so it is never charged.
+    pub(super) fn charge_interest(&mut self, ts: Timestamp) -> Result<(), RunError> {
+        let since = self.interest_paid_to.replace(ts);
+        let rate = self.settings.account.interest_rate();
+        let Some(since) = since.filter(|_| !rate.is_zero()) else { return Ok(()) };
+        let owed = self.ledger.cash();
+        self.ledger.charge_interest(rate, ts.saturating_sub(since), MS_PER_YEAR).map(drop).ok_or_else(|| {
+            RunError::Account(format!(
+                "margin interest at {} on cash of {owed} from {} to {} is outside the supported decimal range",
+                rate.normalize(),
+                crate::time::iso(since),
+                crate::time::iso(ts)
+            ))
+        })
+    }
+
     /// The drawdown kill switch fired: no new orders anywhere, working orders
     /// cancelled, every position closed by the host at its next bar, and the
     /// run ends when they are.

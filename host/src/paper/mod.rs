@@ -124,6 +124,7 @@ fn fixed_sections(config: &RunConfig) -> Vec<(&'static str, String)> {
         ("run", text(&config.run)),
         ("faults", text(&config.faults)),
         ("shorting", text(&config.shorting)),
+        ("account", text(&config.account)),
         ("paper", text(&config.paper)),
     ]
 }

@@ -119,7 +119,14 @@ fn headline(out: &mut String, s: &Summary, m: &Metrics) {
     tile(out, "Profit factor", opt_num(p.trades.profit_factor), None, "");
     tile(out, "Exposure", opt_pct(p.activity.exposure), None, "");
     tile(out, "Fees paid", money_text(&p.activity.fees_paid.to_string()), None, "");
+    let e = &s.exposure;
+    let times = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}x"));
+    tile(out, "Max leverage", times(e.max_leverage), None, "");
+    tile(out, "Avg leverage", times(e.average_leverage), None, "");
+    tile(out, "Borrow cost", money_text(&s.borrow_paid), None, "");
     out.push_str("</section>\n");
+    leverage_note(out, s);
+    refusals(out, s);
     let dd = r.max_drawdown_episode.map_or_else(
         || "The strategy never fell below a previous peak.".to_owned(),
         |d| {
@@ -536,6 +543,61 @@ fn trades_table(out: &mut String, trips: &[RoundTrip]) {
         );
     }
     out.push_str("</tbody></table></div>\n</section>\n");
+}
+
+/// What the account borrowed, in words, under the tiles.
+fn leverage_note(out: &mut String, s: &Summary) {
+    let e = &s.exposure;
+    let account = match e.account {
+        crate::account::AccountType::Cash => {
+            "Cash account: no borrowing, entries refused above 1x equity at the signal bar's close".to_owned()
+        }
+        crate::account::AccountType::Margin => format!(
+            "Margin account: up to {}x equity, interest on negative cash ({} paid)",
+            trim_float(e.max_leverage_allowed),
+            money_text(&s.margin_interest)
+        ),
+    };
+    let _ = writeln!(
+        out,
+        "<p class=\"note\" id=\"leverage\">{}. Leverage (gross position value / equity at each close): max {}{}, \
+         average {}. Lowest cash {}{}.</p>",
+        esc(&account),
+        e.max_leverage.map_or_else(|| "-".to_owned(), |v| format!("{v:.4}x")),
+        e.max_leverage_at.as_deref().map(|t| format!(" on {}", esc(t))).unwrap_or_default(),
+        e.average_leverage.map_or_else(|| "-".to_owned(), |v| format!("{v:.4}x")),
+        e.min_cash.as_deref().map_or_else(|| "-".to_owned(), money_text),
+        e.min_cash_at.as_deref().map(|t| format!(" on {}", esc(t))).unwrap_or_default(),
+    );
+}
+
+/// The risk gate's refusals by rule, with an example each: limits that bind
+/// must be visible where the result is read.
+fn refusals(out: &mut String, s: &Summary) {
+    let r = &s.risk_refusals;
+    if r.total == 0 {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "<section id=\"refusals\">\n<p class=\"banner warn\">The risk gate refused {} entries (each is in orders.csv).</p>\n\
+         <table>\n<thead><tr><th>rule</th><th>refused</th><th>first example</th></tr></thead>\n<tbody>",
+        group_int(r.total)
+    );
+    for (rule, refused) in &r.by_rule {
+        let example = refused
+            .example
+            .as_ref()
+            .map_or_else(String::new, |e| format!("{} at {}: {}", e.symbol, e.at, e.detail));
+        let _ = writeln!(
+            out,
+            "<tr><th>{}</th><td>{}</td><td>{}</td></tr>",
+            esc(rule),
+            group_int(refused.count),
+            esc(&example)
+        );
+    }
+    out.push_str("</tbody></table>\n</section>\n");
 }
 
 fn inputs(out: &mut String, s: &Summary) {

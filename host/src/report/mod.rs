@@ -16,7 +16,8 @@ use rust_decimal::Decimal;
 
 pub use series::{Series, Tee};
 pub use summary::{
-    DataSummary, ExecutionSummary, Metrics, OpenPosition, SliceSummary, Summary, Timing, metrics, peak_rss_mb,
+    DataSummary, ExecutionSummary, ExposureSummary, Metrics, OpenPosition, RiskRefusals, SliceSummary,
+    Summary, Timing, metrics, peak_rss_mb,
 };
 
 use crate::model::{Fill, Side, Symbol};

@@ -39,8 +39,14 @@ pub struct Summary {
     /// Completed round trips (rows of `trades.csv`).
     pub trade_count: usize,
     pub fees_paid: String,
-    /// Borrow cost of short positions.
+    /// Borrow cost: short positions' borrow fee plus a margin account's
+    /// interest on negative cash, charged in cash.
     pub borrow_paid: String,
+    /// Of `borrow_paid`: interest on negative cash (`[account] type = "margin"`).
+    pub margin_interest: String,
+    /// How much the account borrowed: leverage (gross position value /
+    /// equity) per timestamp, and the lowest cash.
+    pub exposure: ExposureSummary,
     /// Why the risk gate's kill switch stopped trading, if it did.
     pub risk_stop: Option<String>,
     pub open_positions: Vec<OpenPosition>,
@@ -51,6 +57,8 @@ pub struct Summary {
     pub activity: RunStats,
     /// Signals not acted on, by reason.
     pub refusals: BTreeMap<String, u64>,
+    /// Entries the risk gate refused, by rule, each with its first example.
+    pub risk_refusals: RiskRefusals,
     /// The fault policy in force and every fault, with what the host did.
     pub fault_policy: crate::config::FaultSection,
     pub faults: Vec<FaultRecord>,
@@ -62,6 +70,74 @@ pub struct Summary {
     pub config: RunConfig,
     pub metrics: Metrics,
     pub timing: Timing,
+}
+
+/// Leverage and cash through a run, measured at every timestamp's close.
+#[derive(Debug, Serialize)]
+pub struct ExposureSummary {
+    /// `cash` (never borrows: at most 1x at the signal bar's close) or `margin`.
+    pub account: crate::account::AccountType,
+    /// The account's limit on gross exposure, as a multiple of equity.
+    pub max_leverage_allowed: f64,
+    /// Highest gross position value / equity at a close (4 decimals).
+    pub max_leverage: Option<f64>,
+    pub max_leverage_at: Option<String>,
+    /// Mean of gross position value / equity over every timestamp with
+    /// positive equity, flat ones (0) included.
+    pub average_leverage: Option<f64>,
+    /// Timestamps whose equity was zero or negative, where leverage is undefined.
+    pub timestamps_without_equity: u64,
+    /// Lowest cash at a close: below zero only by the next-open gap (cash
+    /// account) or by borrowing (margin).
+    pub min_cash: Option<String>,
+    pub min_cash_at: Option<String>,
+}
+
+impl ExposureSummary {
+    pub fn new(stats: &crate::orchestrator::ExposureStats, account: &crate::account::AccountSection) -> Self {
+        use rust_decimal::prelude::ToPrimitive as _;
+        let ratio = |d: Decimal| d.round_dp(4).to_f64();
+        ExposureSummary {
+            account: account.kind,
+            max_leverage_allowed: account.leverage_cap().to_f64().unwrap_or_default(),
+            max_leverage: stats.max_leverage.and_then(ratio),
+            max_leverage_at: stats.max_leverage_at.map(crate::time::iso),
+            average_leverage: stats.average_leverage().and_then(ratio),
+            timestamps_without_equity: stats.points_without_equity,
+            min_cash: stats.min_cash.map(|c| c.normalize().to_string()),
+            min_cash_at: stats.min_cash_at.map(crate::time::iso),
+        }
+    }
+}
+
+/// The risk gate's refusals: how many, by rule, with the first of each.
+#[derive(Debug, Default, Serialize)]
+pub struct RiskRefusals {
+    pub total: u64,
+    pub by_rule: BTreeMap<String, RuleRefusals>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RuleRefusals {
+    pub count: u64,
+    pub example: Option<crate::orchestrator::RefusalExample>,
+}
+
+impl RiskRefusals {
+    /// From the run's refusal counts (`risk: <rule>` keys) and examples.
+    pub fn new(
+        counts: &BTreeMap<String, u64>,
+        examples: &BTreeMap<String, crate::orchestrator::RefusalExample>,
+    ) -> Self {
+        let mut out = RiskRefusals::default();
+        for (key, count) in counts {
+            let Some(rule) = key.strip_prefix("risk: ") else { continue };
+            out.total = out.total.saturating_add(*count);
+            out.by_rule
+                .insert(rule.to_owned(), RuleRefusals { count: *count, example: examples.get(key).cloned() });
+        }
+        out
+    }
 }
 
 #[derive(Debug, Serialize)]
