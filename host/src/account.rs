@@ -111,6 +111,11 @@ impl AccountSection {
                 }
             }
         }
+        if !problems.is_empty() {
+            // The account itself is wrong: comparing limits with it would
+            // only repeat the same mistake.
+            return problems;
+        }
         let cap = self.leverage_cap();
         let over = |key: &str, value: Option<Decimal>, problems: &mut Vec<String>| {
             if let Some(v) = value.filter(|v| *v > cap) {

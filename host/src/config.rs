@@ -546,11 +546,13 @@ fn check_section<T: serde::de::DeserializeOwned>(
             .strip_prefix("unknown field `")
             .and_then(|rest| rest.split_once('`'))
             .map(|(field, _)| field.to_owned());
-        match (unknown, value.as_table_mut()) {
-            (Some(field), Some(table)) if table.remove(&field).is_some() => {
-                problems.push(format!("{}[{name}] {message}", line_prefix(text, name, &field)));
-            }
-            _ => {
+        let removed = match (&unknown, value.as_table_mut()) {
+            (Some(field), Some(table)) => table.remove(field).is_some(),
+            _ => false,
+        };
+        match unknown.filter(|_| removed) {
+            Some(field) => problems.push(format!("{}[{name}] {message}", line_prefix(text, name, &field))),
+            None => {
                 problems.push(format!("[{name}] {message}"));
                 return;
             }

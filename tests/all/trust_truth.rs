@@ -218,11 +218,18 @@ fn a_margin_account_pays_interest_on_what_it_borrows() {
     assert_eq!(summary_decimal(&s, "final_cash"), cash);
     assert_eq!(summary_decimal(&s, "final_equity"), cash);
     assert_eq!(s["trade_count"], 2);
-    // At 01-05's close: positions 19000 on equity 10000.
-    assert_eq!(s["exposure"]["max_leverage"].as_f64(), Some(1.9));
+    // Leverage is 1.9 at 01-05's close (19000 on equity 10000) and highest
+    // at 01-08's close of 90, after three days' interest: 17100 of positions
+    // on equity 17100 - 9027.027009 (no margin call is modelled).
+    let cash_0108 = d("-9027.027009");
+    let at_0108 = d("17100") / (d("17100") + cash_0108);
+    let max = s["exposure"]["max_leverage"].as_f64().unwrap();
+    assert_eq!(max.to_string(), at_0108.round_dp(4).to_string());
+    assert_eq!(s["exposure"]["max_leverage_at"], "2024-01-08T00:00:00Z");
+    assert_eq!(summary_decimal(&s["exposure"], "min_cash"), cash_0108);
     assert_eq!(s["exposure"]["account"], "margin");
     assert!(ran.stdout.contains("borrow cost   36.05 (margin interest 36.05)"), "{}", ran.stdout);
-    assert!(ran.stdout.contains("max 1.90x"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("max 2.12x on 2024-01-08"), "{}", ran.stdout);
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("Borrow cost") && html.contains("36.05"), "report.html lacks the borrow cost");
 }
