@@ -3,7 +3,6 @@
 //! and extends them, and `host run` peeks at their last row to size its
 //! progress bar. Timestamps are parsed the way `csv-data` parses them.
 
-use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
@@ -52,8 +51,8 @@ pub fn parse_timestamp(text: &str) -> Result<Timestamp, String> {
 /// when the file has no data row. Yahoo-style files work too (the timestamp is
 /// the first field either way).
 pub fn last_timestamp(path: &Path) -> io::Result<Option<Timestamp>> {
-    let mut file = File::open(path)?;
-    let len = file.metadata()?.len();
+    // Only the tail is read, so any size will do; a FIFO or device is refused.
+    let (mut file, len) = crate::files::open_regular(path, u64::MAX, "bar file").map_err(io::Error::other)?;
     let tail = len.min(4096);
     file.seek(SeekFrom::Start(len - tail))?;
     let mut bytes = Vec::with_capacity(tail as usize);

@@ -331,6 +331,11 @@ impl Default for Limits {
 fn default_deadline_ms() -> u64 {
     DEFAULT_DEADLINE_MS
 }
+/// Smallest `limits.memory-mib`: the cap covers every memory and table of
+/// an instance, and a Rust slice's memory starts at about 1.1 MiB (its
+/// stack and static data) before it allocates anything; MEASURED below.
+pub const MIN_MEMORY_MIB: u64 = 4;
+
 fn default_memory_mib() -> u64 {
     DEFAULT_MEMORY_MIB
 }
@@ -338,8 +343,9 @@ fn default_memory_mib() -> u64 {
 /// A config file that could not be used, with every problem found in it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    /// Missing, unreadable, not a regular file, or larger than [`crate::files::CONFIG_MAX`].
+    #[error(transparent)]
+    Read(#[from] crate::files::ReadError),
     #[error("config file {} is not valid: {message}", path.display())]
     Parse { path: PathBuf, message: String },
     #[error("config file {} has {} problem(s):\n{}", path.display(), problems.len(), Problems(problems))]
@@ -373,8 +379,15 @@ impl LoadedConfig {
     /// file's directory. Checks that files and directories exist with
     /// [`LoadedConfig::validate`], after command-line overrides are applied.
     pub fn read(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::read_with_text(path).map(|(config, _)| config)
+    }
+
+    /// Like [`LoadedConfig::read`], also handing back the file's text (paper
+    /// mode records it), so the file is read once. Reads through
+    /// [`crate::files::read_text_bounded`]: a FIFO, a device or a huge file
+    /// named as the config is refused, never waited on or read whole.
+    pub fn read_with_text(path: &Path) -> Result<(Self, String), ConfigError> {
+        let text = crate::files::read_text_bounded(path, crate::files::CONFIG_MAX, "config file")?;
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
         let mut config: RunConfig = toml::from_str(&text).map_err(|e| {
             let problems = section_problems(&text);
@@ -392,7 +405,7 @@ impl LoadedConfig {
                 *host_dir = resolve(dir, host_dir);
             }
         }
-        Ok(LoadedConfig { path, config })
+        Ok((LoadedConfig { path, config }, text))
     }
 
     /// Checks everything that can be checked without loading components.
@@ -455,8 +468,13 @@ impl LoadedConfig {
             if section.limits.budget_ms == Some(0) {
                 problems.push(format!("{key}.limits.budget-ms must be positive"));
             }
-            if !(1..=65_536).contains(&section.limits.memory_mib) {
-                problems.push(format!("{key}.limits.memory-mib must be between 1 and 65536"));
+            if !(MIN_MEMORY_MIB..=65_536).contains(&section.limits.memory_mib) {
+                problems.push(format!(
+                    "{key}.limits.memory-mib must be between {MIN_MEMORY_MIB} and 65536, got {} \
+                     (it caps all of an instance's memories and tables together; below \
+                     {MIN_MEMORY_MIB} MiB not even the smallest reference slice can start)",
+                    section.limits.memory_mib
+                ));
             }
             for (name, value) in &section.config {
                 if let Err(e) = scalar(value) {

@@ -14,6 +14,7 @@ mod cli;
 pub mod clock;
 pub mod config;
 mod fetch;
+pub mod files;
 mod metrics;
 pub mod model;
 mod optimize;
@@ -25,6 +26,7 @@ pub mod risk;
 mod runtime;
 mod session;
 pub mod slice;
+pub mod text;
 pub mod time;
 
 use std::process::ExitCode;

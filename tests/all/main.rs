@@ -13,3 +13,4 @@ mod plugin_authoring;
 mod report;
 mod sandbox;
 mod trust_truth;
+mod trust_sandbox;

@@ -197,7 +197,7 @@ pub fn trials_per_second(report: &Report) -> f64 {
 /// The curves file of a study folder, for merging.
 fn read_curves(dir: &Path) -> Result<BestCurves> {
     let path = dir.join(CURVES_FILE);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}: has this shard finished?", path.display()))?;
+    let text = crate::files::read_text_bounded(&path, crate::files::RECORD_MAX, "study curves")
+        .context("has this shard finished?")?;
     serde_json::from_str(&text).with_context(|| format!("{} is damaged", path.display()))
 }

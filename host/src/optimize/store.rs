@@ -166,7 +166,7 @@ impl Store {
 
 pub fn read_study(dir: &Path) -> Result<StudyFile> {
     let path = dir.join(STUDY_FILE);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = crate::files::read_text_bounded(&path, crate::files::RECORD_MAX, "study file")?;
     let format = serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v["format"].as_u64());
     if format != Some(u64::from(FORMAT)) {
         bail!(
@@ -182,10 +182,10 @@ pub fn read_study(dir: &Path) -> Result<StudyFile> {
 /// process did not finish: with `repair` it is cut off (the trial runs
 /// again), otherwise it is ignored. A damaged line elsewhere is an error.
 pub fn read_records(path: &Path, repair: bool) -> Result<Vec<TrialRecord>> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    let file = match crate::files::open_regular(path, crate::files::RECORD_MAX, "trial records") {
+        Ok((f, _)) => f,
+        Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
     };
     let mut reader = BufReader::new(file);
     let mut records = Vec::new();

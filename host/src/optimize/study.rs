@@ -420,7 +420,7 @@ fn prepare(session: &Session, shard: Option<Shard>) -> Result<Prepared<'_>> {
             config.path.display()
         );
     };
-    let text = std::fs::read_to_string(&config.path).ok();
+    let text = crate::files::read_text_bounded(&config.path, crate::files::CONFIG_MAX, "config file").ok();
     let mut problems = section_problems(section);
     let declared = Declared {
         plugins: SliceKind::ALL

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -175,9 +175,7 @@ impl AuditLog {
     pub fn open(path: &Path) -> Result<Self> {
         let mut text = String::new();
         if path.exists() {
-            File::open(path)
-                .and_then(|mut f| f.read_to_string(&mut text))
-                .with_context(|| format!("cannot read the audit log {}", path.display()))?;
+            text = crate::files::read_text_bounded(path, crate::files::RECORD_MAX, "the audit log")?;
             if !text.is_empty() && !text.ends_with('\n') {
                 let keep = text.rfind('\n').map_or(0, |i| i + 1);
                 text.truncate(keep);
@@ -240,7 +238,7 @@ impl AuditLog {
 
 /// Every line of an audit log, parsed.
 pub fn read(path: &Path) -> Result<Vec<Value>> {
-    let file = File::open(path).with_context(|| format!("cannot read the audit log {}", path.display()))?;
+    let (file, _) = crate::files::open_regular(path, crate::files::RECORD_MAX, "the audit log")?;
     let mut lines = Vec::new();
     for (n, line) in BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("cannot read {}", path.display()))?;

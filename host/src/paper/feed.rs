@@ -8,7 +8,7 @@
 //! symbol's bar for a time without the others' (which would order decisions
 //! differently from a backtest on the same bars).
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -141,8 +141,7 @@ pub fn read_source(
     to: Option<Timestamp>,
     after: Option<Timestamp>,
 ) -> Result<(Vec<String>, Rows)> {
-    let file =
-        File::open(path).with_context(|| format!("cannot read the replay source {}", path.display()))?;
+    let (file, _) = crate::files::open_regular(path, crate::files::RECORD_MAX, "the replay source")?;
     let mut comments = Vec::new();
     let mut rows = Vec::new();
     let mut header = false;

@@ -64,8 +64,8 @@ pub fn pin_components(config: &mut RunConfig, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     for kind in SliceKind::ALL {
         let section = config.slices.get_mut(kind);
-        let bytes = std::fs::read(&section.plugin)
-            .with_context(|| format!("slices.{kind}.plugin: cannot read {}", section.plugin.display()))?;
+        let bytes = crate::files::read_bounded(&section.plugin, crate::files::PLUGIN_MAX, "plugin")
+            .with_context(|| format!("slices.{kind}.plugin"))?;
         let sha: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
         let pinned = dir.join(format!("{sha}.wasm"));
         if !pinned.is_file() {
@@ -232,4 +232,43 @@ impl SliceFactory for PaperFactory {
 /// Where the components of a session are pinned.
 pub fn components_dir(run_dir: &Path) -> PathBuf {
     run_dir.join("components")
+}
+
+/// What the paper loop knows of its config file between checks, without
+/// reading it: the loop thread only looks at the file's metadata (`stat`,
+/// which neither blocks on a FIFO nor reads a byte), and the text is read
+/// and compared on the reload thread, so a config replaced by a FIFO, a
+/// device or a huge file can never stop the bars.
+pub struct ConfigWatch {
+    /// The text of the config version in use (or last refused), shared
+    /// with the reload thread that compares and replaces it.
+    pub text: Arc<std::sync::Mutex<String>>,
+    seen: Option<FileStamp>,
+}
+
+/// Enough of a file's metadata to notice it was edited or replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    dev: u64,
+    ino: u64,
+}
+
+impl ConfigWatch {
+    pub fn new(path: &Path, text: String) -> Self {
+        ConfigWatch { text: Arc::new(std::sync::Mutex::new(text)), seen: stamp(path) }
+    }
+
+    /// True when the file looks different from the last time this was asked.
+    pub fn changed(&mut self, path: &Path) -> bool {
+        let now = stamp(path);
+        std::mem::replace(&mut self.seen, now) != now
+    }
+}
+
+fn stamp(path: &Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some(FileStamp { len: meta.len(), modified: meta.modified().ok(), dev: meta.dev(), ino: meta.ino() })
 }

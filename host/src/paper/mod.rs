@@ -47,7 +47,7 @@ use crate::orchestrator::{Backtest, BacktestSettings, ChainSetup, Progress, Slic
 use crate::runtime::Runtime;
 use crate::time::iso;
 use audit::{AuditLog, StepRecorder, step_line};
-use generation::{Clock, Generation, LatencyRegistry, PaperFactory, components_dir, pin_components};
+use generation::{Clock, ConfigWatch, Generation, LatencyRegistry, PaperFactory, components_dir, pin_components};
 use status::{SessionState, SharedStatus, Status};
 use store::{ConfigVersion, SliceSnapshot, Store};
 
@@ -86,9 +86,7 @@ struct PaperConfig {
 
 /// Reads and checks the config file: every problem is reported, nothing is loaded.
 fn read_config(opts: &Options, feed_dir: &Path) -> Result<PaperConfig> {
-    let file_text = std::fs::read_to_string(&opts.config)
-        .with_context(|| format!("cannot read config file {}", opts.config.display()))?;
-    let mut config = LoadedConfig::read(&opts.config)?;
+    let (mut config, file_text) = LoadedConfig::read_with_text(&opts.config)?;
     if let Some(dir) = &opts.data_dir {
         crate::cli::run::override_data_dir(&mut config, dir)?;
     }
@@ -328,7 +326,8 @@ pub fn run(opts: Options) -> Result<ExitCode> {
     for v in &versions[first_index + 1..] {
         later.push((v.after_ts.unwrap_or_default(), load(v)?));
     }
-    let mut last_file_text = versions.last().map(|v| v.file_text.clone()).unwrap_or_default();
+    let mut last_file_text =
+        ConfigWatch::new(&opts.config, versions.last().map(|v| v.file_text.clone()).unwrap_or_default());
     let start_cash = first.config.config.run.start_cash;
     store.check_identity(&opts.symbols, start_cash)?;
 
@@ -689,9 +688,10 @@ struct PreparedReload {
     config_toml: String,
 }
 
-/// Looks at the config file and, if its text changed, starts loading it off
-/// the loop thread. Refusals that need no loading (an unreadable file on
-/// SIGHUP) are reported at once.
+/// Looks at the config file's metadata and, if it changed (or on SIGHUP),
+/// starts reading and loading it off the loop thread: the loop never reads
+/// the file, so a config replaced by a FIFO, a device or a huge file cannot
+/// stop the bars.
 #[allow(clippy::too_many_arguments)]
 fn start_reload(
     opts: &Options,
@@ -700,32 +700,35 @@ fn start_reload(
     runtime: &Arc<Runtime>,
     factory: &PaperFactory,
     status: &SharedStatus,
-    last_file_text: &mut String,
+    last_file_text: &mut ConfigWatch,
     forced: bool,
     bars_before: u64,
 ) -> Option<PendingReload> {
-    let text = match std::fs::read_to_string(&opts.config) {
-        Ok(text) => text,
-        Err(e) => {
-            if forced {
-                refuse(status, format!("cannot read config file {}: {e}", opts.config.display()));
-            }
-            return None;
-        }
-    };
-    if text == *last_file_text {
-        if forced {
-            tracing::info!("SIGHUP: {} is unchanged", opts.config.display());
-        }
+    if !last_file_text.changed(&opts.config) && !forced {
         return None;
     }
-    *last_file_text = text;
-    tracing::info!("{} changed: loading it while the current slices keep running", opts.config.display());
+    let last_text = Arc::clone(&last_file_text.text);
     let (opts, feed_dir, components) = (opts.clone(), feed_dir.to_owned(), components_dir(out));
     let (runtime, current) = (Arc::clone(runtime), factory.current());
     let task = std::thread::Builder::new()
         .name("config-reload".into())
         .spawn(move || -> Result<Option<PreparedReload>> {
+            let text = match crate::files::read_text_bounded(&opts.config, crate::files::CONFIG_MAX, "config file") {
+                // An editor saving by rename leaves the path missing for a moment.
+                Err(e) if !forced && e.io_kind() == Some(std::io::ErrorKind::NotFound) => return Ok(None),
+                other => other?,
+            };
+            {
+                let mut last = last_text.lock().map_err(|_| anyhow::anyhow!("config watch lock poisoned"))?;
+                if text == *last {
+                    if forced {
+                        tracing::info!("SIGHUP: {} is unchanged", opts.config.display());
+                    }
+                    return Ok(None);
+                }
+                last.clone_from(&text);
+            }
+            tracing::info!("{} changed: loading it while the current slices keep running", opts.config.display());
             let file = read_config(&opts, &feed_dir)?;
             let mut config = file.config.config.clone();
             let fixed_now = fixed_sections(&current.config.config);

@@ -131,8 +131,10 @@ impl Cache {
             return Ok((Component::new(engine, bytes)?, CacheOutcome::off()));
         };
         let entry = cache.entry(sha256);
-        let stale = match std::fs::read(&entry) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        // The entry is a compiled plugin, so the plugin's cap (with room for
+        // compiled code being larger than the .wasm) bounds it.
+        let stale = match crate::files::read_bounded(&entry, 2 * crate::files::PLUGIN_MAX, "cache entry") {
+            Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => None,
             Err(e) => Some(format!("cannot read the entry: {e}")),
             Ok(data) => match verified_payload(&data) {
                 Err(reason) => Some(reason),

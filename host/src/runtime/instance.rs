@@ -14,6 +14,7 @@ use crate::model::{
     Action, Bar, ConfigParam, ConfigValue, Fill, Order, OrderEvent, OrderId, OrderType, PluginInfo, Regime,
     Side, Signal, SizingRequest, SliceKind, SourceInfo, Symbol, TimeInForce, Timestamp,
 };
+use crate::text::{self, bound_owned, bounded_escaped};
 use crate::slice::{
     AnalysisSlice, DataSlice, ExecutionSlice, Failure, RegimeSlice, SizingSlice, Slice, SliceError,
     SliceHealth, SliceLabel, SliceResult, StrategySlice,
@@ -83,7 +84,9 @@ impl<G> WasmSlice<G> {
         self.health.slowest_call = self.health.slowest_call.max(elapsed);
         let value = match result {
             Ok(Ok(value)) => value,
-            Ok(Err(message)) => return Err(self.fail(Failure::Returned(message))),
+            Ok(Err(message)) => {
+                return Err(self.fail(Failure::Returned(bound_owned(message, text::MESSAGE_MAX))));
+            }
             Err(trap) => {
                 self.poisoned = true;
                 let failure = self.trap_failure(&trap);
@@ -110,8 +113,11 @@ impl<G> WasmSlice<G> {
                 "reached `unreachable` (a panic or abort in the plugin)".to_owned()
             }
             Some(trap) => trap.to_string(),
-            None => format!("{err:#}"),
+            None => bounded_escaped(&format!("{err:#}"), text::MESSAGE_MAX),
         };
+        if let Some(refusal) = self.store.data().limits.refusal() {
+            reason.push_str(&format!("; the host refused it memory: {refusal}"));
+        }
         let stderr = self.store.data().stderr.tail();
         if !stderr.is_empty() {
             // Rust's hint to set RUST_BACKTRACE means nothing inside a sandbox;
@@ -119,9 +125,11 @@ impl<G> WasmSlice<G> {
             let last: Vec<&str> =
                 stderr.lines().rev().filter(|l| !l.contains("RUST_BACKTRACE")).take(3).collect();
             let last: Vec<&str> = last.into_iter().rev().collect();
-            reason.push_str(&format!("; it printed: {}", last.join(" | ")));
+            let printed = bounded_escaped(&last.join(" | "), text::MESSAGE_MAX);
+            reason.push_str(&format!("; it printed: {printed}"));
         }
-        let backtrace = err.downcast_ref::<WasmBacktrace>().map(|bt| bt.to_string());
+        let backtrace =
+            err.downcast_ref::<WasmBacktrace>().map(|bt| bounded_escaped(&bt.to_string(), text::BACKTRACE_MAX));
         Failure::Trapped { reason, backtrace }
     }
 
@@ -184,10 +192,10 @@ impl DataSlice for WasmSlice<data::Guest> {
         end: Option<Timestamp>,
     ) -> SliceResult<SourceInfo> {
         let info = self.call(|g, s, _| g.call_open(s, symbol.as_str(), start, end))?;
-        if info.description.len() > 1024 {
-            return Err(self.invalid("source description is longer than 1024 bytes"));
-        }
-        Ok(SourceInfo { description: info.description, synthetic: info.synthetic })
+        Ok(SourceInfo {
+            description: bound_owned(info.description, text::DESCRIPTION_MAX),
+            synthetic: info.synthetic,
+        })
     }
 
     fn next_batch(&mut self, max: u32, bars: &mut Vec<Bar>) -> SliceResult<()> {
@@ -205,7 +213,8 @@ impl DataSlice for WasmSlice<data::Guest> {
 
 impl AnalysisSlice for WasmSlice<analysis::Guest> {
     fn outputs(&mut self) -> SliceResult<Vec<String>> {
-        self.call(|g, s, _| g.call_outputs(s).map(Ok))
+        let names = self.call(|g, s, _| g.call_outputs(s).map(Ok))?;
+        Ok(names.into_iter().map(|n| bound_owned(n, text::NAME_MAX)).collect())
     }
 
     fn update(&mut self, bars: &[Bar], values: &mut Vec<f64>) -> SliceResult<()> {
@@ -260,10 +269,7 @@ impl SizingSlice for WasmSlice<sizing::Guest> {
 impl ExecutionSlice for WasmSlice<execution::Guest> {
     fn fill_model(&mut self) -> SliceResult<String> {
         let model = self.call(|g, s, _| g.call_fill_model(s).map(Ok))?;
-        if model.len() > 1024 {
-            return Err(self.invalid("fill-model is longer than 1024 bytes"));
-        }
-        Ok(model)
+        Ok(bound_owned(model, text::DESCRIPTION_MAX))
     }
 
     fn submit(&mut self, order: &Order, bar: &Bar, events: &mut Vec<OrderEvent>) -> SliceResult<()> {
@@ -389,10 +395,7 @@ fn order_to_wire(o: &Order) -> wire::Order {
 }
 
 fn event_from_wire(e: wire::OrderEvent) -> Result<OrderEvent, String> {
-    const MAX_REASON: usize = 1024;
-    let reason = |r: String| {
-        if r.len() > MAX_REASON { Err(format!("reason is longer than {MAX_REASON} bytes")) } else { Ok(r) }
-    };
+    let reason = |r: String| Ok::<_, String>(bound_owned(r, text::DESCRIPTION_MAX));
     Ok(match e {
         wire::OrderEvent::Filled(f) => {
             let field = |name: &str, v: &str| {
@@ -427,13 +430,16 @@ fn parse_decimal(field: &str, text: &str) -> Result<Decimal, String> {
     plain
         .then(|| Decimal::from_str(text).ok())
         .flatten()
-        .ok_or_else(|| format!("`{field}` is {text:?}, not a decimal in plain notation"))
+        .ok_or_else(|| format!("`{field}` is \"{}\", not a decimal in plain notation", bounded_escaped(text, 64)))
 }
 
+/// A plugin's self-description in domain types, every text in it bounded and
+/// escaped (it names the plugin in every message, report and log line).
 pub(crate) fn info_from_wire(i: wire::PluginInfo) -> PluginInfo {
+    let name = |s| bound_owned(s, text::NAME_MAX);
     PluginInfo {
-        name: i.name,
-        version: i.version,
+        name: name(i.name),
+        version: name(i.version),
         kind: match i.kind {
             wire::SliceKind::Data => SliceKind::Data,
             wire::SliceKind::Analysis => SliceKind::Analysis,
@@ -442,14 +448,14 @@ pub(crate) fn info_from_wire(i: wire::PluginInfo) -> PluginInfo {
             wire::SliceKind::Sizing => SliceKind::Sizing,
             wire::SliceKind::Execution => SliceKind::Execution,
         },
-        interface_version: i.interface_version,
-        description: i.description,
+        interface_version: name(i.interface_version),
+        description: bound_owned(i.description, text::DESCRIPTION_MAX),
         params: i
             .params
             .into_iter()
             .map(|p| ConfigParam {
-                key: p.key,
-                description: p.description,
+                key: name(p.key),
+                description: bound_owned(p.description, text::DESCRIPTION_MAX),
                 default: value_from_wire(p.default_value),
             })
             .collect(),
@@ -461,7 +467,7 @@ fn value_from_wire(v: wire::ConfigValue) -> ConfigValue {
         wire::ConfigValue::Boolean(b) => ConfigValue::Bool(b),
         wire::ConfigValue::Integer(i) => ConfigValue::Int(i),
         wire::ConfigValue::Float(f) => ConfigValue::Float(f),
-        wire::ConfigValue::Text(s) => ConfigValue::Text(s),
+        wire::ConfigValue::Text(s) => ConfigValue::Text(bound_owned(s, text::DESCRIPTION_MAX)),
     }
 }
 

@@ -13,6 +13,7 @@ use wasmtime::component::{InstancePre, Linker};
 use super::INTERFACE_VERSION;
 use super::cache::{Cache, CacheOutcome};
 use super::sandbox::SliceState;
+use crate::files;
 use crate::bindings::{analysis, data, execution, regime, sizing, snapshot, strategy};
 use crate::model::{PluginInfo, SliceKind};
 
@@ -68,8 +69,9 @@ pub(crate) enum Exports {
 pub enum LoadError {
     #[error("{} does not exist", .path.display())]
     Missing { path: PathBuf },
-    #[error("cannot read {}: {source}", .path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    /// Unreadable, not a regular file, or larger than [`files::PLUGIN_MAX`].
+    #[error(transparent)]
+    Read(files::ReadError),
     #[error("{} is not a WebAssembly file", .path.display())]
     NotWasm { path: PathBuf },
     #[error(
@@ -169,11 +171,11 @@ pub fn load(
     expected: Option<SliceKind>,
 ) -> Result<Plugin, LoadError> {
     let path_buf = path.to_owned();
-    let bytes = std::fs::read(path).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
+    let bytes = files::read_bounded(path, files::PLUGIN_MAX, "plugin").map_err(|e| {
+        if e.io_kind() == Some(std::io::ErrorKind::NotFound) {
             LoadError::Missing { path: path_buf.clone() }
         } else {
-            LoadError::Read { path: path_buf.clone(), source }
+            LoadError::Read(e)
         }
     })?;
     match bytes.get(..8) {

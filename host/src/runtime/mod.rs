@@ -62,6 +62,7 @@ impl Runtime {
         // it can reach through it is decided per store in `sandbox`.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         sandbox::link_bounded_sleeps(&mut linker)?;
+        sandbox::link_regular_files_only(&mut linker)?;
         bindings::host::add_to_linker::<SliceState, HasSelf<SliceState>>(&mut linker, |s| s)?;
         if engine::limits_disabled() {
             tracing::warn!("{}=1: slices run without CPU deadlines or memory caps", engine::NO_LIMITS_ENV);
@@ -91,10 +92,12 @@ impl Runtime {
         let mut store = sandbox::new_store(&self.engine, &probe, &provisional_label(&plugin))
             .map_err(|e| describe_failed(format!("{e:#}")))?;
         store.set_epoch_deadline(engine::deadline_ticks(Duration::from_millis(probe.limits.deadline_ms)));
-        let instance = plugin
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| describe_failed(format!("instantiation failed: {e:#}")))?;
+        let instance = plugin.pre.instantiate(&mut store).map_err(|e| {
+            describe_failed(match store.data().limits.refusal() {
+                Some(refusal) => format!("instantiation failed: {refusal}"),
+                None => format!("instantiation failed: {e:#}"),
+            })
+        })?;
         let info = match &plugin.exports {
             Exports::Data(ix) => ix.load(&mut store, &instance).and_then(|g| g.call_describe(&mut store)),
             Exports::Analysis(ix) => ix.load(&mut store, &instance).and_then(|g| g.call_describe(&mut store)),
@@ -105,7 +108,11 @@ impl Runtime {
                 ix.load(&mut store, &instance).and_then(|g| g.call_describe(&mut store))
             }
         }
-        .map_err(|e| describe_failed(format!("{e:#}")))?;
+        .map_err(|e| {
+            // A trap from a refused growth says only `unreachable`; the cap says why.
+            let refusal = store.data().limits.refusal().map(|r| format!(" ({r})")).unwrap_or_default();
+            describe_failed(format!("{}{refusal}", crate::text::bounded_escaped(&format!("{e:#}"), crate::text::MESSAGE_MAX)))
+        })?;
         let info = info_from_wire(info);
         loader::check_description(&plugin, &info)?;
         plugin.info = info;
@@ -130,7 +137,10 @@ impl Runtime {
             .map_err(|e| fail(Failure::Returned(format!("{e:#}"))))?;
         let deadline = Duration::from_millis(sandbox.limits.deadline_ms);
         store.set_epoch_deadline(engine::deadline_ticks(deadline));
-        let instance = plugin.pre.instantiate(&mut store).map_err(trapped)?;
+        let instance = plugin.pre.instantiate(&mut store).map_err(|e| match store.data().limits.refusal() {
+            Some(refusal) => fail(Failure::Trapped { reason: format!("cannot be instantiated: {refusal}"), backtrace: None }),
+            None => trapped(e),
+        })?;
         let guest = load(&plugin.exports, &mut store, &instance)
             .ok_or_else(|| fail(Failure::Invalid(format!("is not {} slice", plugin.kind))))?
             .map_err(trapped)?;

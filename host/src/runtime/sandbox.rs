@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use wasmtime::component::ResourceTable;
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Engine, ResourceLimiter, Store};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -19,6 +19,7 @@ use crate::clock::SimClock;
 use crate::config::Limits;
 use crate::model::Symbol;
 use crate::slice::SliceLabel;
+use crate::text::{self, bounded_escaped};
 
 /// Everything one slice instance is given.
 #[derive(Debug, Clone)]
@@ -55,7 +56,7 @@ impl Default for ClockSource {
 pub struct SliceState {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limits: InstanceLimits,
     log: PluginLog,
     /// The last few KiB the slice wrote to stderr (a Rust panic message lands
     /// here), quoted when the slice traps.
@@ -82,8 +83,11 @@ impl host::Host for SliceState {
 /// Most log records one instance may write; beyond it they are counted, not written,
 /// so a slice logging on every bar cannot flood the operator's terminal.
 const LOG_BUDGET: u32 = 10_000;
-/// Longest log message kept, in bytes.
-const LOG_MESSAGE_MAX: usize = 4096;
+/// Most fields kept per log record.
+const LOG_FIELDS_MAX: usize = 16;
+/// Longest log field key and value kept, in bytes of escaped text.
+const LOG_KEY_MAX: usize = 64;
+const LOG_VALUE_MAX: usize = 256;
 
 struct PluginLog {
     label: String,
@@ -97,9 +101,11 @@ impl PluginLog {
             return;
         }
         self.remaining -= 1;
-        let mut text = truncate(message, LOG_MESSAGE_MAX).to_owned();
-        for f in fields.iter().take(16) {
-            text.push_str(&format!(" {}={}", truncate(&f.key, 64), truncate(&f.value, 256)));
+        // Escaped, so a record is one line that cannot pass for the host's own.
+        let mut text = bounded_escaped(message, text::MESSAGE_MAX);
+        for f in fields.iter().take(LOG_FIELDS_MAX) {
+            let (key, value) = (bounded_escaped(&f.key, LOG_KEY_MAX), bounded_escaped(&f.value, LOG_VALUE_MAX));
+            text.push_str(&format!(" {key}={value}"));
         }
         if self.remaining == 0 {
             text.push_str(" (log budget used up: further records from this slice are dropped)");
@@ -113,17 +119,6 @@ impl PluginLog {
             LogLevel::Error => tracing::error!(target: "plugin", slice, symbol, "{text}"),
         }
     }
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// Builds a store for one slice instance: WASI with nothing granted but the
@@ -161,20 +156,12 @@ pub fn new_store(engine: &Engine, sandbox: &Sandbox, label: &SliceLabel) -> Resu
             .map_err(anyhow::Error::from)
             .with_context(|| format!("cannot grant {} as {guest}", host_dir.display()))?;
     }
-    let memory = if super::engine::limits_disabled() {
+    let cap_bytes = if super::engine::limits_disabled() {
         usize::MAX
     } else {
-        usize::try_from(sandbox.limits.memory_mib * 1024 * 1024).unwrap_or(usize::MAX)
+        usize::try_from(sandbox.limits.memory_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
     };
-    let limits = StoreLimitsBuilder::new()
-        .memory_size(memory)
-        // A Rust component is a handful of core instances, tables and memories
-        // (the program, WASI adapter shims); these caps only stop abuse.
-        .instances(64)
-        .tables(64)
-        .memories(16)
-        .table_elements(1 << 20)
-        .build();
+    let limits = InstanceLimits::new(cap_bytes, sandbox.limits.memory_mib);
     let state = SliceState {
         wasi: wasi.build(),
         table: ResourceTable::new(),
@@ -192,6 +179,111 @@ pub fn new_store(engine: &Engine, sandbox: &Sandbox, label: &SliceLabel) -> Resu
     store.limiter(|s| &mut s.limits);
     store.epoch_deadline_trap();
     Ok(store)
+}
+
+/// Bytes counted for each table element: wasmtime stores one pointer per
+/// element (`ResourceLimiter::table_growing`'s documentation), 8 bytes on the
+/// 64-bit hosts this runs on; 60 tables of 2^20 elements measured 500 MB.
+pub const TABLE_ELEMENT_BYTES: usize = 8;
+
+/// The store's resource limiter: one cap, `limits.memory-mib`, on the sum of
+/// every linear memory and table of the instance (a component holds several
+/// core instances, each may declare memories and tables), so a plugin cannot
+/// multiply the cap by declaring more of them. wasmtime asks it only when a
+/// memory or table is created or grows, never on the per-call path.
+pub struct InstanceLimits {
+    cap_bytes: usize,
+    cap_mib: u64,
+    /// Bytes of memories and tables granted so far.
+    used: usize,
+    /// The last growth granted, handed back if wasmtime then fails it.
+    last_granted: usize,
+    /// Why growth was last refused, for the message that reports the trap
+    /// or the failed instantiation.
+    refused: Option<String>,
+}
+
+impl InstanceLimits {
+    /// A Rust component is a handful of core instances, tables and memories
+    /// (the program, WASI adapter shims); these counts only stop abuse.
+    const INSTANCES: usize = 64;
+    const TABLES: usize = 64;
+    const MEMORIES: usize = 16;
+    /// Elements of any one table: no table of a real plugin comes near it.
+    const TABLE_ELEMENTS: usize = 1 << 20;
+
+    pub fn new(cap_bytes: usize, cap_mib: u64) -> Self {
+        InstanceLimits { cap_bytes, cap_mib, used: 0, last_granted: 0, refused: None }
+    }
+
+    /// Why the cap stopped a memory or table from growing, if it did.
+    pub fn refusal(&self) -> Option<&str> {
+        self.refused.as_deref()
+    }
+
+    fn grant(&mut self, what: &str, current: usize, desired: usize) -> bool {
+        let extra = desired.saturating_sub(current);
+        match self.used.checked_add(extra).filter(|total| *total <= self.cap_bytes) {
+            Some(total) => {
+                self.used = total;
+                self.last_granted = extra;
+                true
+            }
+            None => {
+                self.refused = Some(format!(
+                    "growing a {what} by {} KiB would take its memories and tables past the \
+                     instance's cap of {} MiB (limits.memory-mib; {} KiB in use)",
+                    extra / 1024,
+                    self.cap_mib,
+                    self.used / 1024
+                ));
+                false
+            }
+        }
+    }
+
+    fn ungrant(&mut self) {
+        self.used = self.used.saturating_sub(std::mem::take(&mut self.last_granted));
+    }
+}
+
+impl ResourceLimiter for InstanceLimits {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if maximum.is_some_and(|max| desired > max) {
+            return Ok(false);
+        }
+        Ok(self.grant("linear memory", current, desired))
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.ungrant();
+        Ok(())
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > Self::TABLE_ELEMENTS || maximum.is_some_and(|max| desired > max) {
+            return Ok(false);
+        }
+        let bytes = |elements: usize| elements.saturating_mul(TABLE_ELEMENT_BYTES);
+        Ok(self.grant("table", bytes(current), bytes(desired)))
+    }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.ungrant();
+        Ok(())
+    }
+
+    fn instances(&self) -> usize {
+        Self::INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        Self::TABLES
+    }
+
+    fn memories(&self) -> usize {
+        Self::MEMORIES
+    }
 }
 
 /// Replaces `wasi:clocks/monotonic-clock`'s `subscribe-duration` and
@@ -223,6 +315,60 @@ pub fn link_bounded_sleeps(linker: &mut wasmtime::component::Linker<SliceState>)
     })?;
     linker.allow_shadowing(false);
     Ok(())
+}
+
+/// Replaces `wasi:filesystem/types`'s `[method]descriptor.open-at`. In a
+/// granted directory, opening a FIFO blocks until a writer comes (forever,
+/// if none does), and reading a device such as `/dev/zero` never ends; both
+/// happen inside a host call, where the call deadline cannot stop them. So
+/// the target is looked at first (`fstatat`, which never blocks), and
+/// anything but a regular file or a directory is refused with
+/// `not-permitted` before wasmtime-wasi opens it. `not-permitted` is also
+/// what a path escaping the granted directory gets, so the answer tells a
+/// guest nothing about files outside it.
+pub fn link_regular_files_only(linker: &mut wasmtime::component::Linker<SliceState>) -> anyhow::Result<()> {
+    use wasmtime::component::Resource;
+    use wasmtime_wasi::filesystem::WasiFilesystemView;
+    use wasmtime_wasi::p2::bindings::sync::filesystem::types::{
+        self as fs, DescriptorFlags, ErrorCode, HostDescriptor, OpenFlags, PathFlags,
+    };
+
+    type OpenAtArgs = (Resource<fs::Descriptor>, PathFlags, String, OpenFlags, DescriptorFlags);
+    linker.allow_shadowing(true);
+    let mut types = linker.instance("wasi:filesystem/types@0.2.12")?;
+    types.func_wrap(
+        "[method]descriptor.open-at",
+        |mut store, (fd, path_flags, path, open_flags, flags): OpenAtArgs| {
+            let state: &mut SliceState = store.data_mut();
+            let follow = path_flags.contains(PathFlags::SYMLINK_FOLLOW);
+            if let Ok(wasmtime_wasi::filesystem::Descriptor::Dir(dir)) = state.table.get(&fd) {
+                if special_file_at(&dir.dir, &path, follow) {
+                    return Ok((Err(ErrorCode::NotPermitted),));
+                }
+            }
+            let mut view = state.filesystem();
+            match HostDescriptor::open_at(&mut view, fd, path_flags, path, open_flags, flags) {
+                Ok(opened) => Ok((Ok(opened),)),
+                Err(e) => Ok((Err(e.downcast()?),)),
+            }
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// True when `path` under `dir` exists and is neither a regular file nor a
+/// directory (a FIFO, a device or a socket). A stat reads only the inode.
+/// `/proc/self/fd/N` names the granted directory by its open handle, as
+/// `fstatat` would; an absolute `path` replaces it, as with `fstatat`.
+fn special_file_at(dir: &std::fs::File, path: &str, follow: bool) -> bool {
+    use std::os::fd::AsRawFd;
+    let target = std::path::Path::new("/proc/self/fd").join(dir.as_raw_fd().to_string()).join(path);
+    let meta = if follow { std::fs::metadata(&target) } else { std::fs::symlink_metadata(&target) };
+    meta.is_ok_and(|m| {
+        let ty = m.file_type();
+        !(ty.is_file() || ty.is_dir() || ty.is_symlink())
+    })
 }
 
 /// A pollable that is ready at once (`None`) or at an instant.
@@ -386,6 +532,26 @@ mod tests {
         assert_ne!(draw(7), draw(8));
         // SplitMix64's published first output for seed 0.
         assert_eq!(draw(0)[0], 0xe220_a839_7b1d_cdaf);
+    }
+
+    #[test]
+    fn one_cap_covers_every_memory_and_table_of_an_instance() {
+        const MIB: usize = 1 << 20;
+        let mut limits = InstanceLimits::new(10 * MIB, 10);
+        // Two memories of 4 MiB fit; a third would pass 10 MiB in total,
+        // though each alone is far under the cap.
+        assert!(limits.memory_growing(0, 4 * MIB, None).unwrap());
+        assert!(limits.memory_growing(0, 4 * MIB, None).unwrap());
+        assert!(!limits.memory_growing(0, 4 * MIB, None).unwrap());
+        assert!(limits.refusal().unwrap().contains("cap of 10 MiB (limits.memory-mib"));
+        // Tables count at 8 bytes an element: 2^18 elements are 2 MiB, the rest of the cap.
+        assert!(limits.table_growing(0, 1 << 18, None).unwrap());
+        assert!(!limits.table_growing(1 << 18, (1 << 18) + 1, None).unwrap());
+        // A growth wasmtime then fails is handed back.
+        let mut limits = InstanceLimits::new(10 * MIB, 10);
+        assert!(limits.memory_growing(0, 8 * MIB, None).unwrap());
+        limits.memory_grow_failed(wasmtime::Error::msg("mmap failed")).unwrap();
+        assert!(limits.memory_growing(0, 8 * MIB, None).unwrap());
     }
 
     #[test]
