@@ -12,6 +12,9 @@ mod bindings;
 mod cli;
 pub mod clock;
 pub mod config;
+#[cfg(test)]
+mod config_fuzz;
+mod excerpt;
 mod fetch;
 mod metrics;
 pub mod model;
