@@ -6,6 +6,7 @@
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
+use crate::excerpt::excerpt;
 use crate::time::{Timestamp, parse_date};
 
 pub const HEADER: &str = "timestamp,open,high,low,close,volume";
@@ -13,7 +14,7 @@ pub const HEADER: &str = "timestamp,open,high,low,close,volume";
 /// Parses `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM[:SS[.fff]]` ending in `Z` or
 /// `+00:00` (a space may replace the `T`), the forms `csv-data` accepts.
 pub fn parse_timestamp(text: &str) -> Result<Timestamp, String> {
-    let bad = || format!("`{text}` is not an ISO-8601 UTC timestamp such as 2024-01-05T13:00:00Z");
+    let bad = || format!("`{}` is not an ISO-8601 UTC timestamp such as 2024-01-05T13:00:00Z", excerpt(text));
     if text.len() < 10 || !text.is_char_boundary(10) {
         return Err(bad());
     }

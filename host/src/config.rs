@@ -13,12 +13,23 @@ use std::str::FromStr;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::excerpt::{excerpt, excerpt_of};
 use crate::model::{ConfigParam, ConfigValue, SliceKind};
 
 /// Default per-call CPU deadline of a slice.
 pub const DEFAULT_DEADLINE_MS: u64 = 1_000;
 /// Default cap on one slice instance's memory.
 pub const DEFAULT_MEMORY_MIB: u64 = 256;
+/// Longest per-call deadline: a call that may run for an hour is a hang.
+/// Each call adds the deadline to a clock reading, which a `u64` of
+/// milliseconds overflows.
+pub const MAX_DEADLINE_MS: u64 = 3_600_000;
+/// Longest wait of paper mode's polling feed, a week: it sleeps this long,
+/// and a sleep of 1e300 s is not a duration.
+const MAX_CHECK_INTERVAL_S: f64 = 7.0 * 86_400.0;
+/// Most timestamps of a safe-mode cool-down, more than any run has bars;
+/// the cool-down's end is the fault's timestamp count plus this.
+const MAX_COOLDOWN_BARS: u64 = 1_000_000_000;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -113,12 +124,14 @@ impl PaperSection {
     fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         let (min, max) = (self.min_check_interval_s, self.max_check_interval_s);
-        if !(min.is_finite() && min > 0.0) {
-            problems.push(format!("paper.min-check-interval-s must be positive, got {min}"));
-        }
-        if !(max.is_finite() && max >= min) {
+        if !(min.is_finite() && min > 0.0 && min <= MAX_CHECK_INTERVAL_S) {
             problems.push(format!(
-                "paper.max-check-interval-s must be at least min-check-interval-s ({min}), got {max}"
+                "paper.min-check-interval-s must be positive and at most {MAX_CHECK_INTERVAL_S} (a week), got {min}"
+            ));
+        }
+        if !(max.is_finite() && max >= min && max <= MAX_CHECK_INTERVAL_S) {
+            problems.push(format!(
+                "paper.max-check-interval-s must be at least min-check-interval-s ({min}) and at most {MAX_CHECK_INTERVAL_S} (a week), got {max}"
             ));
         }
         if !(self.quiet_volatility.is_finite() && self.quiet_volatility > 0.0) {
@@ -132,8 +145,8 @@ impl PaperSection {
         }
         if !(self.coinbase_url.starts_with("http://") || self.coinbase_url.starts_with("https://")) {
             problems.push(format!(
-                "paper.coinbase-url must start with http:// or https://, got {:?}",
-                self.coinbase_url
+                "paper.coinbase-url must start with http:// or https://, got \"{}\"",
+                excerpt(&self.coinbase_url)
             ));
         }
         problems
@@ -392,7 +405,7 @@ impl LoadedConfig {
         let mut config: RunConfig = toml::from_str(&text).map_err(|e| {
             let problems = section_problems(&text);
             if problems.is_empty() {
-                ConfigError::Parse { path: path.clone(), message: e.to_string() }
+                ConfigError::Parse { path: path.clone(), message: parse_message(&text, &e) }
             } else {
                 ConfigError::Invalid { path: path.clone(), problems }
             }
@@ -429,6 +442,12 @@ impl LoadedConfig {
         if borrow < Decimal::ZERO || borrow > Decimal::from(100_000) {
             problems.push(format!("shorting.borrow-bps-per-year must be between 0 and 100000, got {borrow}"));
         }
+        if faults.cooldown_bars > MAX_COOLDOWN_BARS {
+            problems.push(format!(
+                "faults.cooldown-bars must be at most {MAX_COOLDOWN_BARS}, got {}",
+                faults.cooldown_bars
+            ));
+        }
         if faults.max_faults_per_symbol == 0 {
             problems.push("faults.max-faults-per-symbol must be at least 1".to_owned());
         }
@@ -441,7 +460,7 @@ impl LoadedConfig {
             if !section.plugin.is_file() {
                 problems.push(format!(
                     "{key}.plugin: {} does not exist{}",
-                    section.plugin.display(),
+                    excerpt(&section.plugin.to_string_lossy()),
                     if section.plugin.starts_with(built_plugins_hint_dir(&self.path)) {
                         " (build the plugins first: ./scripts/setup.sh)"
                     } else {
@@ -452,18 +471,23 @@ impl LoadedConfig {
             for (guest, host) in &section.grants.read_dirs {
                 if !guest.starts_with('/') {
                     problems.push(format!(
-                        "{key}.grants.read-dirs: guest path `{guest}` must be absolute, like `/data`"
+                        "{key}.grants.read-dirs: guest path `{}` must be absolute, like `/data`",
+                        excerpt(guest)
                     ));
                 }
                 if !host.is_dir() {
                     problems.push(format!(
-                        "{key}.grants.read-dirs.\"{guest}\": {} is not a directory",
-                        host.display()
+                        "{key}.grants.read-dirs.\"{}\": {} is not a directory",
+                        excerpt(guest),
+                        excerpt(&host.to_string_lossy())
                     ));
                 }
             }
-            if section.limits.deadline_ms == 0 {
-                problems.push(format!("{key}.limits.deadline-ms must be positive"));
+            if !(1..=MAX_DEADLINE_MS).contains(&section.limits.deadline_ms) {
+                problems.push(format!(
+                    "{key}.limits.deadline-ms must be between 1 and {MAX_DEADLINE_MS} (an hour), got {}",
+                    section.limits.deadline_ms
+                ));
             }
             if section.limits.budget_ms == Some(0) {
                 problems.push(format!("{key}.limits.budget-ms must be positive"));
@@ -478,7 +502,7 @@ impl LoadedConfig {
             }
             for (name, value) in &section.config {
                 if let Err(e) = scalar(value) {
-                    problems.push(format!("{key}.config.{name}: {e}"));
+                    problems.push(format!("{key}.config.{}: {e}", excerpt(name)));
                 }
             }
         }
@@ -650,6 +674,7 @@ pub fn slice_settings(
     for key in table.keys() {
         if !params.iter().any(|p| &p.key == key) {
             let accepted: Vec<&str> = params.iter().map(|p| p.key.as_str()).collect();
+            let key = excerpt(key);
             problems.push(format!(
                 "slices.{kind}.config.{key}: {plugin} has no setting `{key}` (it accepts: {})",
                 if accepted.is_empty() { "none".to_owned() } else { accepted.join(", ") }
@@ -685,8 +710,29 @@ fn coerce(value: ConfigValue, default: &ConfigValue) -> Result<ConfigValue, Stri
     match (value, default) {
         (ConfigValue::Int(i), ConfigValue::Float(_)) => Ok(ConfigValue::Float(i as f64)),
         (v, d) if std::mem::discriminant(&v) == std::mem::discriminant(d) => Ok(v),
-        (v, d) => Err(format!("must be {} (default {d}), got {v}", d.type_name())),
+        (v, d) => Err(format!("must be {} (default {d}), got {}", d.type_name(), excerpt(&v.to_string()))),
     }
+}
+
+/// A TOML error as a short message: its line and column, what is wrong, and
+/// the start of the line. toml's own message quotes the whole line, which
+/// can be megabytes; so can a key that serde quotes in "unknown field".
+fn parse_message(text: &str, error: &toml::de::Error) -> String {
+    let what: Vec<String> = error.message().lines().map(|line| excerpt_of(line, 240)).collect();
+    let what = what.join("; ");
+    let Some(start) = error.span().map(|s| s.start).filter(|&s| text.is_char_boundary(s)) else {
+        return what;
+    };
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    let line = text[..start].matches('\n').count() + 1;
+    let column = text[line_start..start].chars().count() + 1;
+    // The start of the line shows the key; far into a long line, the place too.
+    let mut quote = format!("\n    {line} | {}", excerpt(&text[line_start..line_end]));
+    if column > crate::excerpt::EXCERPT_CHARS {
+        quote.push_str(&format!("\n    column {column} | {}", excerpt(&text[start..line_end])));
+    }
+    format!("line {line}, column {column}: {what}{quote}")
 }
 
 /// Money in config may be written as a number or a string; either way it is

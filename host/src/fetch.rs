@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::barfile::{self, HEADER};
+use crate::excerpt::excerpt;
 use crate::model::Bar;
 use crate::time::{Timestamp, iso};
 
@@ -334,10 +335,11 @@ fn backoff(attempt: u32) -> Duration {
 
 /// Coinbase explains errors as `{"message": "..."}`.
 fn error_message(body: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(body)
+    // An excerpt either way: the server's text ends up on a terminal.
+    let message = serde_json::from_str::<serde_json::Value>(body)
         .ok()
-        .and_then(|v| v.get("message")?.as_str().map(str::to_owned))
-        .unwrap_or_else(|| body.chars().take(200).collect())
+        .and_then(|v| v.get("message")?.as_str().map(str::to_owned));
+    excerpt(message.as_deref().unwrap_or(body))
 }
 
 /// Parses and checks one page; returns its candles oldest first.
@@ -504,6 +506,13 @@ fn append(path: &Path, rows: &[Row]) -> Result<(), FetchError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_body_is_quoted_as_one_short_line() {
+        let huge = format!("{{\"message\":\"{}\"}}", "m".repeat(1_000_000));
+        assert_eq!(error_message(&huge), format!("{}... (1000000 bytes)", "m".repeat(80)));
+        assert_eq!(error_message("<html>\nBad gateway"), "<html>\\nBad gateway");
+    }
 
     const DAY: i64 = 86_400_000;
 

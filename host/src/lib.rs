@@ -13,6 +13,9 @@ mod bindings;
 mod cli;
 pub mod clock;
 pub mod config;
+#[cfg(test)]
+mod config_fuzz;
+mod excerpt;
 mod fetch;
 pub mod files;
 mod metrics;

@@ -130,6 +130,7 @@ include!(concat!(env!("OUT_DIR"), "/generated.rs"));
 
 mod config;
 mod error;
+mod excerpt;
 mod features;
 pub mod log;
 mod money;
@@ -138,6 +139,7 @@ pub mod testing;
 
 pub use config::{Config, Manifest, Param};
 pub use error::{Error, Result};
+pub use excerpt::{EXCERPT_CHARS, excerpt};
 pub use features::{FeatureNames, FeatureRows};
 pub use money::price_to_decimal;
 pub use rust_decimal::{self, Decimal};

@@ -14,3 +14,4 @@ mod report;
 mod sandbox;
 mod trust_truth;
 mod trust_sandbox;
+mod trust_inputs;

@@ -68,8 +68,9 @@ pub fn number(text: &[u8]) -> Option<f64> {
     if fits && mantissa <= (1 << 53) && fraction_digits < POW10.len() {
         return Some(mantissa as f64 / POW10[fraction_digits]);
     }
-    // A plain decimal with too many digits for the fast path.
-    std::str::from_utf8(text).ok()?.parse().ok()
+    // A plain decimal with too many digits for the fast path; 309 digits or
+    // more are infinite as an f64, which the general parser refuses.
+    std::str::from_utf8(text).ok()?.parse().ok().filter(|v: &f64| v.is_finite())
 }
 
 fn two(b: &[u8], at: usize) -> Option<u32> {

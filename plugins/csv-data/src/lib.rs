@@ -5,7 +5,10 @@
 //! or a plain `2024-01-05` for daily bars). Lines starting with `#` before the
 //! header are comments; a comment that says `SYNTHETIC` marks the data as
 //! generated, and reports say so. The file is streamed, never loaded whole,
-//! and every bad row is reported with its file and line.
+//! and every bad row is reported with its file and line; a line longer than
+//! [`MAX_LINE_BYTES`] is refused (a row of bars is under 200 bytes), so a
+//! file without line ends cannot fill the slice's memory. A UTF-8 byte order
+//! mark before the header (Excel writes one) is skipped.
 //!
 //! Yahoo Finance's download format is read too, recognised by its header
 //! `Date,Open,High,Low,Close,Adj Close,Volume`. `Close` is the close used;
@@ -18,12 +21,20 @@
 //! written (no line end yet) waits for its end. The feed never ends by itself.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 
-use plugin_sdk::{Bar, Config, DataSource, Error, Manifest, Param, Result, SourceInfo, TimeRange, Timestamp};
+use plugin_sdk::{
+    Bar, Config, DataSource, Error, Manifest, Param, Result, SourceInfo, TimeRange, Timestamp, excerpt,
+};
 
 mod fast;
+#[cfg(test)]
+mod fuzz;
 mod timestamp;
+
+/// The longest line read. Rows of bars are under 200 bytes and headers and
+/// comments a few hundred; anything longer is not a file of bars.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
 const HEADER: &str = "timestamp,open,high,low,close,volume";
 const YAHOO_HEADER: &str = "Date,Open,High,Low,Close,Adj Close,Volume";
@@ -48,7 +59,9 @@ struct Reader {
     range: TimeRange,
     previous: Option<Timestamp>,
     done: bool,
-    line: String,
+    /// The line being read, as bytes: checked as UTF-8 once it is whole, so a
+    /// character split by a live feed's writer is not an error.
+    line: Vec<u8>,
     format: Format,
     /// Following a growing file: the end of the file is "nothing yet", not the end.
     follow: bool,
@@ -96,7 +109,7 @@ impl DataSource for CsvData {
             range,
             previous: None,
             done: false,
-            line: String::new(),
+            line: Vec::new(),
             format: Format::Strata,
             follow: self.follow,
             at_end: false,
@@ -106,7 +119,7 @@ impl DataSource for CsvData {
         let comments = reader.read_header()?;
         let synthetic = comments.iter().any(|c| c.to_ascii_uppercase().contains("SYNTHETIC"));
         let mut description = match comments.first() {
-            Some(first) => format!("{} ({first})", reader.path),
+            Some(first) => format!("{} ({})", reader.path, excerpt(first)),
             None => reader.path.clone(),
         };
         if reader.format == Format::Yahoo {
@@ -156,6 +169,18 @@ impl Reader {
         Error::new(format!("{} line {}: {message}", self.path, self.line_no))
     }
 
+    /// The line just read, without its line end, as text.
+    fn text(&self) -> Result<&str> {
+        let mut bytes = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
+        bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        if self.line_no == 1 {
+            bytes = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(bytes);
+        }
+        std::str::from_utf8(bytes).map_err(|e| {
+            self.error(format!("not UTF-8 text (a byte that is not UTF-8 at column {})", e.valid_up_to() + 1))
+        })
+    }
+
     /// The next row, parsed where it lies in the reader's buffer, if it is
     /// whole there and in the common form ([`fast`]); else `None`, leaving
     /// the row unread for the general path.
@@ -166,6 +191,10 @@ impl Reader {
             Err(_) => return Ok(None),
         };
         let Some(end) = buffer.iter().position(|&b| b == b'\n') else { return Ok(None) };
+        if end >= MAX_LINE_BYTES {
+            // The general path refuses it, naming the line.
+            return Ok(None);
+        }
         let Some(bar) = fast::parse_row(&buffer[..end]) else { return Ok(None) };
         self.lines.consume(end + 1);
         self.line_no += 1;
@@ -175,22 +204,37 @@ impl Reader {
 
     /// Reads the next line into `self.line`; false at end of file. When
     /// following, a last line without its line end is kept for the next call
-    /// (its writer has not finished it) and counts as the end for now.
+    /// (its writer has not finished it) and counts as the end for now. A line
+    /// of [`MAX_LINE_BYTES`] without its end is refused, whole or not.
     fn read_line(&mut self) -> Result<bool> {
         if !self.partial {
             self.line.clear();
         }
-        let n = self.lines.read_line(&mut self.line).map_err(|e| self.error(format!("cannot read: {e}")))?;
-        if self.follow && !self.line.ends_with('\n') {
+        // One byte past the limit tells a line at the limit from a longer one.
+        let room = (MAX_LINE_BYTES + 1).saturating_sub(self.line.len()) as u64;
+        let n = (&mut self.lines)
+            .take(room)
+            .read_until(b'\n', &mut self.line)
+            .map_err(|e| Error::new(format!("{} line {}: cannot read: {e}", self.path, self.line_no + 1)))?;
+        let whole = self.line.ends_with(b"\n");
+        if !whole && self.line.len() > MAX_LINE_BYTES {
+            return Err(Error::new(format!(
+                "{} line {}: longer than {MAX_LINE_BYTES} bytes (a row of bars is under 200): starts `{}`",
+                self.path,
+                self.line_no + 1,
+                excerpt(&String::from_utf8_lossy(&self.line[..256]))
+            )));
+        }
+        if self.follow && !whole {
             self.partial = !self.line.is_empty();
             return Ok(false);
         }
         self.partial = false;
-        if n > 0 {
+        if n > 0 || !self.line.is_empty() {
             self.line_no += 1;
             self.consumed += self.line.len() as u64;
         }
-        Ok(n > 0)
+        Ok(!self.line.is_empty())
     }
 
     /// Following: opens the file again after its end, where the last complete
@@ -214,7 +258,7 @@ impl Reader {
             if !self.read_line()? {
                 return Err(Error::new(format!("{} is empty: expected the header `{HEADER}`", self.path)));
             }
-            let line = self.line.trim();
+            let line = self.text()?.trim();
             if let Some(comment) = line.strip_prefix('#') {
                 comments.push(comment.trim().to_owned());
                 continue;
@@ -222,11 +266,13 @@ impl Reader {
             if line.is_empty() {
                 continue;
             }
-            if line.eq_ignore_ascii_case(YAHOO_HEADER) {
-                self.format = Format::Yahoo;
-            } else if !line.eq_ignore_ascii_case(HEADER) {
-                return Err(self.error(format!("expected the header `{HEADER}`, found `{line}`")));
-            }
+            self.format = if line.eq_ignore_ascii_case(YAHOO_HEADER) {
+                Format::Yahoo
+            } else if line.eq_ignore_ascii_case(HEADER) {
+                Format::Strata
+            } else {
+                return Err(self.error(format!("expected the header `{HEADER}`, found `{}`", excerpt(line))));
+            };
             return Ok(comments);
         }
     }
@@ -249,7 +295,7 @@ impl Reader {
                     }
                     return Ok(None);
                 }
-                let line = self.line.trim_end_matches(['\n', '\r']);
+                let line = self.text()?;
                 if line.trim().is_empty() {
                     return Err(self.error("empty line"));
                 }
@@ -293,33 +339,38 @@ fn parse_row(line: &str) -> std::result::Result<Bar, String> {
     };
     let ts_text = next("timestamp")?;
     let ts = timestamp::parse(ts_text).map_err(|e| format!("field `timestamp`: {e}"))?;
-    let mut number = |name: &str| -> std::result::Result<f64, String> {
+    // Each number with its text, which messages quote as written (`1e308`,
+    // not the 309 digits of the float).
+    let mut number = |name: &str| -> std::result::Result<(f64, &str), String> {
         let text = next(name)?;
-        let v: f64 = text.parse().map_err(|_| format!("field `{name}`: `{text}` is not a number"))?;
+        let v: f64 =
+            text.parse().map_err(|_| format!("field `{name}`: `{}` is not a number", excerpt(text)))?;
         if !v.is_finite() {
-            return Err(format!("field `{name}`: `{text}` is not finite"));
+            return Err(format!("field `{name}`: `{}` is not finite", excerpt(text)));
         }
-        Ok(v)
+        Ok((v, text))
     };
     let (open, high, low, close, volume) =
         (number("open")?, number("high")?, number("low")?, number("close")?, number("volume")?);
     if fields.next().is_some() {
         return Err(format!("more than 6 fields (expected {HEADER})"));
     }
-    for (name, v) in [("open", open), ("high", high), ("low", low), ("close", close)] {
+    for (name, (v, text)) in [("open", open), ("high", high), ("low", low), ("close", close)] {
         if v <= 0.0 {
-            return Err(format!("field `{name}`: price {v} is not positive"));
+            return Err(format!("field `{name}`: price {} is not positive", excerpt(text)));
         }
     }
-    if volume < 0.0 {
-        return Err(format!("field `volume`: {volume} is negative"));
+    if volume.0 < 0.0 {
+        return Err(format!("field `volume`: {} is negative", excerpt(volume.1)));
     }
+    let [(open, o), (high, h), (low, l), (close, c)] = [open, high, low, close];
     if high < open.max(close) || low > open.min(close) || high < low {
+        let [o, h, l, c] = [o, h, l, c].map(excerpt);
         return Err(format!(
-            "inconsistent prices: open {open} high {high} low {low} close {close} (need low <= open, close <= high)"
+            "inconsistent prices: open {o} high {h} low {l} close {c} (need low <= open, close <= high)"
         ));
     }
-    Ok(Bar { ts, open, high, low, close, volume })
+    Ok(Bar { ts, open, high, low, close, volume: volume.0 })
 }
 
 /// A row of a Yahoo download: `Date,Open,High,Low,Close,Adj Close,Volume`.
@@ -334,7 +385,7 @@ fn parse_yahoo_row(line: &str) -> std::result::Result<Option<Bar>, String> {
     }
     let adj_close = fields[5];
     if !adj_close.parse::<f64>().is_ok_and(f64::is_finite) {
-        return Err(format!("field `adj close`: `{adj_close}` is not a number"));
+        return Err(format!("field `adj close`: `{}` is not a number", excerpt(adj_close)));
     }
     // The same checks and messages as the project's own layout.
     let [date, open, high, low, close, _, volume] = fields[..] else { unreachable!("seven fields") };

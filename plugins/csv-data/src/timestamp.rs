@@ -1,6 +1,6 @@
 //! ISO-8601 UTC timestamps to and from milliseconds since the epoch.
 
-use plugin_sdk::Timestamp;
+use plugin_sdk::{Timestamp, excerpt};
 
 const MS_PER_DAY: i64 = 86_400_000;
 
@@ -37,7 +37,7 @@ fn digits(s: &str) -> Option<u32> {
 /// `+00:00` (a space may replace the `T`). Other offsets are refused rather
 /// than guessed at.
 pub fn parse(text: &str) -> Result<Timestamp, String> {
-    let bad = |why: &str| format!("`{text}` is not an ISO-8601 UTC timestamp ({why})");
+    let bad = |why: &str| format!("`{}` is not an ISO-8601 UTC timestamp ({why})", excerpt(text));
     if text.len() < 10 || !text.is_char_boundary(10) {
         return Err(bad("expected YYYY-MM-DD first"));
     }
@@ -75,10 +75,13 @@ pub fn parse(text: &str) -> Result<Timestamp, String> {
     if parts.next().is_some() {
         return Err(bad("too many `:`"));
     }
+    // Milliseconds: digits past the third are allowed (and dropped), other characters are not.
     let ms = if frac.is_empty() {
         0
+    } else if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad("bad fraction"));
     } else {
-        let f = frac.get(..frac.len().min(3)).and_then(digits).ok_or_else(|| bad("bad fraction"))?;
+        let f = digits(&frac[..frac.len().min(3)]).ok_or_else(|| bad("bad fraction"))?;
         f * 10u32.pow(3 - frac.len().min(3) as u32)
     };
     ts += (h as i64 * 3600 + mi as i64 * 60 + s as i64) * 1000 + ms as i64;
@@ -115,6 +118,8 @@ mod tests {
             "2024-01-01T10:00:00+02:00",
             "01/02/2024",
             "2024-01-01T10:00:00",
+            // The milliseconds' digits were checked, and what followed them ignored.
+            "2024-01-01T10:00:00.123abcZ",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }

@@ -26,7 +26,9 @@ use parquet::file::reader::{ChunkReader, FileReader, Length, SerializedFileReade
 use parquet::record::reader::RowIter;
 use parquet::record::{Field, Row};
 use parquet::schema::types::Type;
-use plugin_sdk::{Bar, Config, DataSource, Error, Manifest, Param, Result, SourceInfo, TimeRange, Timestamp};
+use plugin_sdk::{
+    Bar, Config, DataSource, Error, Manifest, Param, Result, SourceInfo, TimeRange, Timestamp, excerpt,
+};
 
 /// Names accepted for the time column, in order of preference.
 const TIME_NAMES: [&str; 5] = ["timestamp", "date", "datetime", "time", "open_time"];
@@ -177,7 +179,8 @@ impl ChunkReader for PathReader {
 /// The six columns to read, in bar order, and how the time is encoded.
 fn project(root: &Type) -> std::result::Result<(Type, TimeKind), String> {
     let fields = root.get_fields();
-    let names = || fields.iter().map(|f| f.name().to_owned()).collect::<Vec<_>>().join(", ");
+    // A file may have thousands of columns, with names of any length: quoted short.
+    let names = || excerpt(&fields.iter().map(|f| f.name().to_owned()).collect::<Vec<_>>().join(", "));
     let find = |wanted: &str| fields.iter().find(|f| f.name().trim().eq_ignore_ascii_case(wanted));
     let time = TIME_NAMES.iter().find_map(|n| find(n)).ok_or_else(|| {
         format!("no time column (looked for {}; the file has {})", TIME_NAMES.join(", "), names())
@@ -186,12 +189,12 @@ fn project(root: &Type) -> std::result::Result<(Type, TimeKind), String> {
     for name in VALUE_NAMES {
         let column = find(name).ok_or_else(|| format!("no `{name}` column (the file has {})", names()))?;
         if !column.is_primitive() {
-            return Err(format!("column `{}` is nested; expected a number", column.name()));
+            return Err(format!("column `{}` is nested; expected a number", excerpt(column.name())));
         }
         chosen.push(column.clone());
     }
     if !time.is_primitive() {
-        return Err(format!("column `{}` is nested; expected a timestamp or date", time.name()));
+        return Err(format!("column `{}` is nested; expected a timestamp or date", excerpt(time.name())));
     }
     let time_kind = match time.get_basic_info().logical_type_ref() {
         Some(LogicalType::Timestamp(t)) if t.unit == TimeUnit::NANOS => TimeKind::Nanos,
@@ -247,7 +250,7 @@ fn explain(path: &str, row: u64, error: &str) -> String {
             "{path} row {row}: the file is compressed with zstd, which parquet-data cannot read (only uncompressed, snappy, gzip, lz4 and brotli); rewrite it with another codec, for example compression='snappy' in pandas or pyarrow"
         )
     } else {
-        format!("{path} row {row}: cannot read: {error}")
+        format!("{path} row {row}: cannot read: {}", excerpt(error))
     }
 }
 
@@ -276,10 +279,12 @@ fn parse_row(row: &Row, time_kind: TimeKind) -> std::result::Result<Bar, String>
         (Field::TimestampMicros(us), _) => us.div_euclid(1000),
         (Field::Long(ns), TimeKind::Nanos) => ns.div_euclid(1_000_000),
         (Field::Date(days), _) => *days as i64 * MS_PER_DAY,
-        (Field::Null, _) => return Err(format!("column `{time_name}`: no time (null)")),
+        (Field::Null, _) => return Err(format!("column `{}`: no time (null)", excerpt(time_name))),
         (other, _) => {
             return Err(format!(
-                "column `{time_name}`: {other} is not a timestamp or date (store the time as a Parquet TIMESTAMP or DATE)"
+                "column `{}`: {} is not a timestamp or date (store the time as a Parquet TIMESTAMP or DATE)",
+                excerpt(time_name),
+                excerpt(&other.to_string())
             ));
         }
     };
@@ -293,11 +298,17 @@ fn parse_row(row: &Row, time_kind: TimeKind) -> std::result::Result<Bar, String>
             Field::UInt(v) => *v as f64,
             Field::ULong(v) => *v as f64,
             Field::Short(v) => *v as f64,
-            Field::Null => return Err(format!("column `{name}`: no value (null)")),
-            other => return Err(format!("column `{name}`: {other} is not a number")),
+            Field::Null => return Err(format!("column `{}`: no value (null)", excerpt(name))),
+            other => {
+                return Err(format!(
+                    "column `{}`: {} is not a number",
+                    excerpt(name),
+                    excerpt(&other.to_string())
+                ));
+            }
         };
         if !slot.is_finite() {
-            return Err(format!("column `{name}`: {slot} is not finite"));
+            return Err(format!("column `{}`: {slot} is not finite", excerpt(name)));
         }
     }
     let [open, high, low, close, volume] = values;
