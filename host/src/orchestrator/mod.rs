@@ -38,7 +38,7 @@ use crate::model::{
     Bar, Fill, Order, OrderId, OrderType, Regime, Side, Signal, SliceKind, SourceInfo, Symbol, TimeInForce,
     Timestamp,
 };
-use crate::portfolio::{Ledger, RoundTrip};
+use crate::portfolio::{Ledger, LedgerError, RoundTrip};
 use crate::risk::{RiskGate, RiskLimits};
 use crate::slice::{
     AnalysisSlice, DataSlice, ExecutionSlice, RegimeSlice, SizingSlice, SliceError, SliceHealth, SliceResult,
@@ -270,6 +270,8 @@ pub struct BacktestSettings {
     /// nothing trades and nothing is recorded: the run's account starts
     /// here, as a fresh one. `start` is where the warm-up begins.
     pub trade_from: Option<Timestamp>,
+    /// Most bars a symbol's data slice may give (`[run] max-bars-per-symbol`).
+    pub max_bars_per_symbol: u64,
 }
 
 impl BacktestSettings {
@@ -292,6 +294,7 @@ impl BacktestSettings {
             live: false,
             threads: config.run.threads,
             trade_from: None,
+            max_bars_per_symbol: config.run.max_bars_per_symbol,
         }
     }
 }
@@ -316,6 +319,14 @@ pub enum RunError {
     NoBars { symbol: Symbol, range: String },
     #[error("cannot write the run's records: {0}")]
     Io(#[from] io::Error),
+    /// An amount beyond what the ledger's decimal holds: the account cannot
+    /// be kept exactly, so the run stops whatever the fault policy.
+    #[error("{error} (symbol {symbol}, bar {})", iso(*at))]
+    Ledger { symbol: Symbol, at: Timestamp, error: LedgerError },
+    /// A panic inside the run, caught by `host run` so the run's records
+    /// and summary are still written: a bug in the host.
+    #[error("internal error of the host (please report it): {0}")]
+    Internal(String),
 }
 
 /// Counters of one run.
@@ -717,7 +728,9 @@ impl<'f> Backtest<'f> {
         }
         for &i in &active {
             let batch = &self.chains[i].batch;
-            self.ledger.mark(i, batch.bars[batch.cursor].close);
+            if let Err(error) = self.ledger.try_mark(i, batch.bars[batch.cursor].close) {
+                return Err(RunError::Ledger { symbol: self.chains[i].symbol.clone(), at: ts, error });
+            }
             self.charge_borrow(i, ts);
             self.update_lifecycle(i, ts, true, recorder)?;
         }
@@ -775,6 +788,16 @@ impl<'f> Backtest<'f> {
         self.stats.timestamps += 1;
         self.stats.first_ts.get_or_insert(ts);
         self.stats.last_ts = Some(ts);
+        // A ledger operation that could not be applied (a host liquidation
+        // or borrow charge beyond what a decimal holds) ends the run here,
+        // before a row that would not be the account's.
+        if let Some(error) = self.ledger.overflow() {
+            let symbol = active
+                .first()
+                .map_or_else(|| self.chains[0].symbol.clone(), |&i| self.chains[i].symbol.clone());
+            self.active = active;
+            return Err(RunError::Ledger { symbol, at: ts, error: error.clone() });
+        }
         self.active = active;
         recorder.equity(ts, self.ledger.cash(), self.ledger.equity())?;
         Ok(())
