@@ -546,11 +546,13 @@ mod tests {
         let largest = MAX_QUANTITY.checked_mul(price_range().1).unwrap();
         assert!(largest.checked_mul(Decimal::from(79)).is_some());
         // Every f64 in range converts exactly, down to 17 significant digits at the bottom.
-        for price in [MIN_PRICE, 1.2345678901234567e-12, MAX_PRICE, 999_999_999_999.999_9] {
+        let just_above_min = f64::from_bits(MIN_PRICE.to_bits() + 12_345);
+        let just_below_max = f64::from_bits(MAX_PRICE.to_bits() - 1);
+        for price in [MIN_PRICE, just_above_min, MAX_PRICE, just_below_max] {
             let d = checked_price("close", price).unwrap();
             assert_eq!(decimal_to_price(d).to_bits(), price.to_bits(), "{price:e}");
         }
-        for price in [f64::NAN, f64::INFINITY, 0.0, -1.0, 5e-324, 9.9e-13, 1.0000000000001e12, 1e300] {
+        for price in [f64::NAN, f64::INFINITY, 0.0, -1.0, 5e-324, 9.9e-13, MAX_PRICE * 1.001, 1e300] {
             assert!(checked_price("close", price).is_err(), "{price:e}");
         }
     }

@@ -152,7 +152,8 @@ fn steady_growth_stops_at_the_top_of_the_range_with_the_bar_named() {
 #[test]
 fn start_cash_beyond_the_supported_range_is_refused_by_config_check_and_run() {
     let mut setup = Setup::new(None);
-    setup.config.run = vec![("start-cash".into(), "\"1e28\"".into())];
+    // 1e28 (a decimal holds it, but 1e15 is the supported most).
+    setup.config.run = vec![("start-cash".into(), "\"10000000000000000000000000000\"".into())];
     let path = setup.config.write(setup.dir.path());
     let ran = host(&["config", "check", path.to_str().unwrap()]);
     ran.assert_fails_with(&["run.start-cash", "at most 1000000000000000"]);

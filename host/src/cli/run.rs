@@ -551,7 +551,7 @@ mod guard_tests {
         let result = guarded(|| panic!("unforeseen {}", 42));
         let message = result.unwrap_err().to_string();
         assert!(message.contains("unforeseen 42") && message.contains("run.rs"), "{message}");
-        // The hook is restored: a second guarded run still reports its own panic.
+        // An error the run returns passes through unchanged.
         let again = guarded(|| Err(RunError::Internal("plain error".into())));
         assert_eq!(
             again.unwrap_err().to_string(),

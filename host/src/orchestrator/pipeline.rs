@@ -431,7 +431,7 @@ mod tests {
         let bar = Bar { ts: 0, open: 100.0, high: 101.0, low: 99.0, close: 100.0, volume: 1.0 };
         assert!(check_bar(&bar, None, &settings).is_ok());
         for (field, b) in [
-            ("close", Bar { high: 1e30, close: 1e30, ..bar }),
+            ("high", Bar { high: 1e30, close: 1e30, ..bar }),
             ("low", Bar { low: 5e-324, ..bar }),
             ("high", Bar { high: 2e12, ..bar }),
         ] {
