@@ -313,6 +313,55 @@ impl PluginInfo {
     }
 }
 
+/// The supported range of every price the host handles (bars, limit and
+/// stop prices, fills), inclusive. Both ends are chosen so that money cannot
+/// overflow `Decimal` (about 7.9e28) and every price in range is exact:
+/// - from 1e-12: any `f64` at or above it has a shortest decimal of at most
+///   17 significant digits, so at most 28 fractional digits, which `Decimal`
+///   holds exactly (1e-12 is far below any traded asset's price);
+/// - to 1e12: with quantities up to [`MAX_QUANTITY`] a position or order is
+///   worth at most 1e27, leaving a factor of 79 for cash, fees and the sum
+///   of several positions before `Decimal` could overflow.
+pub const MIN_PRICE: f64 = 1e-12;
+/// See [`MIN_PRICE`].
+pub const MAX_PRICE: f64 = 1e12;
+
+/// The largest quantity an order, a fill or a position may have: 1e15, so
+/// that quantity x [`MAX_PRICE`] is at most 1e27 (see [`MIN_PRICE`]). A
+/// million dollars of a token priced at 1e-9 is 1e15 units.
+pub const MAX_QUANTITY: Decimal = Decimal::from_parts(2_764_472_320, 232_830, 0, false, 0);
+
+/// The largest starting cash a run may have: 1e15 in the quote currency,
+/// so that equity, cash and every amount derived from them stay far inside
+/// what `Decimal` holds.
+pub const MAX_START_CASH: Decimal = MAX_QUANTITY;
+
+/// A price from outside (a bar, a signal) as the exact decimal the ledger
+/// uses, if it is a finite price inside the supported range
+/// ([`MIN_PRICE`], [`MAX_PRICE`]); else why not, naming `field`.
+pub fn checked_price(field: &str, price: f64) -> Result<Decimal, String> {
+    if !price.is_finite() || price <= 0.0 {
+        return Err(format!("`{field}` is {price}, not a positive finite price"));
+    }
+    if !(MIN_PRICE..=MAX_PRICE).contains(&price) {
+        return Err(format!(
+            "`{field}` is {price:e}, outside the supported price range [{MIN_PRICE:e}, {MAX_PRICE:e}]"
+        ));
+    }
+    price_to_decimal(price).ok_or_else(|| format!("`{field}` is {price:e}, which has no exact decimal"))
+}
+
+/// True when `d` is a price inside the supported range (a fill's price).
+pub fn price_in_range(d: Decimal) -> bool {
+    let (min, max) = price_range();
+    min <= d && d <= max
+}
+
+/// [`MIN_PRICE`] and [`MAX_PRICE`] as decimals.
+pub fn price_range() -> (Decimal, Decimal) {
+    (Decimal::new(1, 12), Decimal::from(1_000_000_000_000_i64))
+}
+
 /// The exact decimal a wire price stands for: the shortest decimal that
 /// converts back to the same `f64`, the rule documented on `decimal` in
 /// `wit/types.wit` (and implemented identically in `plugin-sdk`), normalized
@@ -483,6 +532,28 @@ mod tests {
             line.clear();
             push_decimal(&mut line, d);
             assert_eq!(line, d.normalize().to_string());
+        }
+    }
+
+    #[test]
+    fn the_supported_ranges_are_what_their_comments_say() {
+        assert_eq!(MAX_QUANTITY, Decimal::from(1_000_000_000_000_000_i64));
+        assert_eq!(
+            price_range(),
+            (price_to_decimal(MIN_PRICE).unwrap(), price_to_decimal(MAX_PRICE).unwrap())
+        );
+        // The largest position value leaves a factor of 79 to Decimal::MAX.
+        let largest = MAX_QUANTITY.checked_mul(price_range().1).unwrap();
+        assert!(largest.checked_mul(Decimal::from(79)).is_some());
+        // Every f64 in range converts exactly, down to 17 significant digits at the bottom.
+        let just_above_min = f64::from_bits(MIN_PRICE.to_bits() + 12_345);
+        let just_below_max = f64::from_bits(MAX_PRICE.to_bits() - 1);
+        for price in [MIN_PRICE, just_above_min, MAX_PRICE, just_below_max] {
+            let d = checked_price("close", price).unwrap();
+            assert_eq!(decimal_to_price(d).to_bits(), price.to_bits(), "{price:e}");
+        }
+        for price in [f64::NAN, f64::INFINITY, 0.0, -1.0, 5e-324, 9.9e-13, MAX_PRICE * 1.001, 1e300] {
+            assert!(checked_price("close", price).is_err(), "{price:e}");
         }
     }
 

@@ -243,14 +243,17 @@ impl RiskGate {
         if self.killed.is_some() || self.peak_equity <= Decimal::ZERO {
             return None;
         }
-        let drawdown = (self.peak_equity - equity) / self.peak_equity;
-        if drawdown >= limit {
+        // Checked: equity far below a huge peak cannot overflow the fraction
+        // into a panic; a drawdown too large to compute is past any limit.
+        let drawdown =
+            self.peak_equity.checked_sub(equity).and_then(|fall| fall.checked_div(self.peak_equity));
+        if drawdown.is_none_or(|drawdown| drawdown >= limit) {
             let reason = format!(
                 "drawdown kill switch: equity {} is {}% below its peak of {} (limit {}%)",
                 equity.round_dp(2),
-                (drawdown * Decimal::ONE_HUNDRED).round_dp(2).normalize(),
+                drawdown.map_or_else(|| "far".to_owned(), |d| percent(d).round_dp(2).to_string()),
                 self.peak_equity.round_dp(2),
-                (limit * Decimal::ONE_HUNDRED).normalize()
+                percent(limit)
             );
             self.killed = Some(reason.clone());
             return Some(reason);
@@ -260,20 +263,21 @@ impl RiskGate {
 
     /// True while the day's loss is beyond its limit: no new positions today.
     pub fn daily_loss_breached(&self, equity: Decimal) -> bool {
-        self.limits
-            .max_daily_loss
-            .is_some_and(|limit| equity < self.day_start_equity * (Decimal::ONE - limit))
+        // `limit` is in (0, 1], so the product is at most the day's start.
+        self.limits.max_daily_loss.is_some_and(|limit| {
+            self.day_start_equity.checked_mul(Decimal::ONE - limit).is_some_and(|floor| equity < floor)
+        })
     }
 
     /// Checks an order that opens or grows a position. Exits are not checked.
     pub fn check_entry(&mut self, proposal: &Proposal, equity: Decimal) -> Result<(), Refusal> {
         let l = &self.limits;
-        let pct = |d: Decimal| (d * Decimal::ONE_HUNDRED).normalize();
+        let pct = percent;
         if let Some(reason) = &self.killed {
             return Err(Refusal(format!("trading stopped: {reason}")));
         }
         if self.daily_loss_breached(equity) {
-            let limit = l.max_daily_loss.expect("breached implies a limit");
+            let limit = l.max_daily_loss.unwrap_or_default();
             return Err(Refusal(format!(
                 "max-daily-loss: equity {} is more than {}% below the day's start of {}; no new positions until the next day",
                 equity.round_dp(2),
@@ -289,7 +293,8 @@ impl RiskGate {
             )));
         }
         if let Some(f) = l.max_position_fraction {
-            let cap = equity.max(Decimal::ZERO) * f;
+            // Saturating: a cap beyond what a decimal holds is no cap.
+            let cap = equity.max(Decimal::ZERO).saturating_mul(f);
             if proposal.position_value_after.abs() > cap {
                 return Err(Refusal(format!(
                     "max-position-fraction: the position would be {} ({}% of equity {}), over the limit of {}%",
@@ -329,8 +334,17 @@ impl RiskGate {
     }
 }
 
+/// `part` as a percentage of `whole`, for messages; 0 when it cannot be computed.
 fn percent_of(part: Decimal, whole: Decimal) -> Decimal {
-    if whole <= Decimal::ZERO { Decimal::ZERO } else { (part / whole * Decimal::ONE_HUNDRED).round_dp(2) }
+    if whole <= Decimal::ZERO {
+        return Decimal::ZERO;
+    }
+    part.checked_div(whole).map_or(Decimal::ZERO, |ratio| percent(ratio).round_dp(2))
+}
+
+/// A fraction as a percentage, for messages (saturating: never a panic).
+fn percent(fraction: Decimal) -> Decimal {
+    fraction.saturating_mul(Decimal::ONE_HUNDRED).normalize()
 }
 
 #[cfg(test)]

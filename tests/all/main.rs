@@ -15,3 +15,4 @@ mod sandbox;
 mod trust_truth;
 mod trust_sandbox;
 mod trust_inputs;
+mod trust_money;

@@ -855,3 +855,35 @@ fn a_new_execution_slice_starts_clean_the_host_cancels_the_orders_working_at_the
     let ran = host(&["replay", out.join("audit.jsonl").to_str().unwrap()]);
     assert!(ran.ok() && ran.stdout.contains("identical"), "{ran:#?}");
 }
+
+/// Issue #12: a bar with a price the ledger cannot hold (1e30) used to panic
+/// the session on that bar at every restart. Now it is a named fault of the
+/// data slice: the session halts cleanly, and a restart does the same
+/// instead of panicking.
+#[test]
+fn an_out_of_range_bar_faults_cleanly_and_a_restart_does_not_panic() {
+    let mut paper = Paper::new("max");
+    let data = paper.dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let mut csv = String::from("timestamp,open,high,low,close,volume\n");
+    for i in 0..40_i64 {
+        let ts = reference::format_ts(reference::parse_ts("2024-01-01") + i * 86_400_000);
+        // Bar 30 (2024-01-31) closes at 1e30, outside the supported range [1e-12, 1e12].
+        let close = if i == 30 { "1e30".to_owned() } else { format!("{}", 100 + i % 7) };
+        csv += &format!("{ts},100,{},90,{close},10\n", if i == 30 { "1e30" } else { "110" });
+    }
+    std::fs::write(data.join("BAD.csv"), csv).unwrap();
+    paper.config = ConfigFile::reference(&data).slice("analysis", |s| s.config = "fast = 2, slow = 3".into());
+    paper.config.paper.push(("http-port".into(), "0".into()));
+    (paper.symbols, paper.from, paper.to) = ("BAD".into(), "2024-01-01".into(), "2024-02-09".into());
+    for attempt in ["first run", "restart"] {
+        let mut running = paper.start();
+        let code = running.wait(Duration::from_secs(60));
+        let stderr = running.stderr();
+        assert!(code.is_some_and(|c| c != 0 && c != 101), "{attempt}: exit {code:?}\n{stderr}");
+        assert!(!stderr.contains("panicked"), "{attempt}: the host panicked:\n{stderr}");
+        for fragment in ["csv-data", "symbol BAD", "2024-01-31", "outside the supported price range"] {
+            assert!(stderr.contains(fragment), "{attempt}: stderr lacks {fragment:?}:\n{stderr}");
+        }
+    }
+}

@@ -178,7 +178,7 @@ pub fn execute(args: RunArgs) -> Result<ExitCode> {
     if let Some(progress) = progress.as_mut() {
         recorders.push(progress);
     }
-    let result = backtest.run(&mut Tee(recorders));
+    let result = guarded(|| backtest.run(&mut Tee(recorders)));
     let run_ms = run_started.elapsed().as_secs_f64() * 1e3;
     if let Some(progress) = &progress {
         progress.finish();
@@ -217,6 +217,37 @@ pub fn execute(args: RunArgs) -> Result<ExitCode> {
             dir.display()
         ))),
     }
+}
+
+/// Runs `run`, turning a panic (a bug in the host: nothing from outside
+/// should reach one) into a run error, so the run's files and summary.json
+/// are still written with status `failed` and the exit code is 1 like any
+/// failed run, not 101 with nothing written. The panic's message and place
+/// go into the error instead of the default hook's output.
+pub(crate) fn guarded(run: impl FnOnce() -> Result<(), RunError>) -> Result<(), RunError> {
+    use std::sync::{Arc, Mutex};
+    let caught: Arc<Mutex<Option<String>>> = Arc::default();
+    let previous_hook = std::panic::take_hook();
+    let sink = Arc::clone(&caught);
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".to_owned());
+        let place = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        if let Ok(mut slot) = sink.lock() {
+            slot.get_or_insert(format!("{message}{place}"));
+        }
+    }));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run));
+    std::panic::set_hook(previous_hook);
+    outcome.unwrap_or_else(|_| {
+        let what =
+            caught.lock().ok().and_then(|mut slot| slot.take()).unwrap_or_else(|| "(no message)".into());
+        Err(RunError::Internal(what))
+    })
 }
 
 /// The latest last bar among the symbols' files in the data slice's granted
@@ -345,7 +376,13 @@ fn summarize(
     let stats = backtest.stats().clone();
     let equity = ledger.equity();
     let start_cash = ledger.start_cash();
-    let total_return = (equity - start_cash) / start_cash * Decimal::ONE_HUNDRED;
+    // Checked: start-cash is validated positive, but a return too large for a
+    // decimal must not take the summary down with it (it shows as 0).
+    let total_return = equity
+        .checked_sub(start_cash)
+        .and_then(|gain| gain.checked_div(start_cash))
+        .and_then(|ratio| ratio.checked_mul(Decimal::ONE_HUNDRED))
+        .unwrap_or_default();
     let data: Vec<report::DataSummary> = backtest
         .symbol_reports()
         .into_iter()
@@ -550,6 +587,24 @@ fn group(n: i128) -> String {
         out.push(c);
     }
     if n < 0 { format!("-{out}") } else { out }
+}
+
+#[cfg(test)]
+mod guard_tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_in_the_run_becomes_a_run_error_naming_it() {
+        let result = guarded(|| panic!("unforeseen {}", 42));
+        let message = result.unwrap_err().to_string();
+        assert!(message.contains("unforeseen 42") && message.contains("run.rs"), "{message}");
+        // An error the run returns passes through unchanged.
+        let again = guarded(|| Err(RunError::Internal("plain error".into())));
+        assert_eq!(
+            again.unwrap_err().to_string(),
+            "internal error of the host (please report it): plain error"
+        );
+    }
 }
 
 #[cfg(test)]

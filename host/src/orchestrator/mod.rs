@@ -39,7 +39,7 @@ use crate::model::{
     Bar, Fill, Order, OrderId, OrderType, Regime, Side, Signal, SliceKind, SourceInfo, Symbol, TimeInForce,
     Timestamp,
 };
-use crate::portfolio::{Ledger, RoundTrip};
+use crate::portfolio::{Ledger, LedgerError, RoundTrip};
 use crate::risk::{RiskGate, RiskLimits};
 use crate::slice::{
     AnalysisSlice, DataSlice, ExecutionSlice, RegimeSlice, SizingSlice, SliceError, SliceHealth, SliceResult,
@@ -273,6 +273,8 @@ pub struct BacktestSettings {
     /// nothing trades and nothing is recorded: the run's account starts
     /// here, as a fresh one. `start` is where the warm-up begins.
     pub trade_from: Option<Timestamp>,
+    /// Most bars a symbol's data slice may give (`[run] max-bars-per-symbol`).
+    pub max_bars_per_symbol: u64,
 }
 
 impl BacktestSettings {
@@ -296,6 +298,7 @@ impl BacktestSettings {
             live: false,
             threads: config.run.threads,
             trade_from: None,
+            max_bars_per_symbol: config.run.max_bars_per_symbol,
         }
     }
 }
@@ -323,6 +326,14 @@ pub enum RunError {
     /// The account's own arithmetic left the supported range (margin interest).
     #[error("{0}")]
     Account(String),
+    /// An amount beyond what the ledger's decimal holds: the account cannot
+    /// be kept exactly, so the run stops whatever the fault policy.
+    #[error("{error} (symbol {symbol}, bar {})", iso(*at))]
+    Ledger { symbol: Symbol, at: Timestamp, error: LedgerError },
+    /// A panic inside the run, caught by `host run` so the run's records
+    /// and summary are still written: a bug in the host.
+    #[error("internal error of the host (please report it): {0}")]
+    Internal(String),
 }
 
 /// Counters of one run.
@@ -803,7 +814,9 @@ impl<'f> Backtest<'f> {
         }
         for &i in &active {
             let batch = &self.chains[i].batch;
-            self.ledger.mark(i, batch.bars[batch.cursor].close);
+            if let Err(error) = self.ledger.try_mark(i, batch.bars[batch.cursor].close) {
+                return Err(RunError::Ledger { symbol: self.chains[i].symbol.clone(), at: ts, error });
+            }
             self.charge_borrow(i, ts);
             self.update_lifecycle(i, ts, true, recorder)?;
         }
@@ -861,6 +874,16 @@ impl<'f> Backtest<'f> {
         self.stats.timestamps += 1;
         self.stats.first_ts.get_or_insert(ts);
         self.stats.last_ts = Some(ts);
+        // A ledger operation that could not be applied (a host liquidation
+        // or borrow charge beyond what a decimal holds) ends the run here,
+        // before a row that would not be the account's.
+        if let Some(error) = self.ledger.overflow() {
+            let symbol = active
+                .first()
+                .map_or_else(|| self.chains[0].symbol.clone(), |&i| self.chains[i].symbol.clone());
+            self.active = active;
+            return Err(RunError::Ledger { symbol, at: ts, error: error.clone() });
+        }
         self.active = active;
         self.exposure.record(ts, self.ledger.gross_exposure(), self.ledger.cash(), self.ledger.equity());
         recorder.equity(ts, self.ledger.cash(), self.ledger.equity())?;

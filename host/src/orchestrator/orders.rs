@@ -13,8 +13,8 @@ use super::{Backtest, OrderRecord, OrderStatus, Recorder, RunError, WorkingOrder
 /// above is taken as a broken sizer, not a decision.
 const ABSURD_LEVERAGE: i64 = 100;
 use crate::model::{
-    Action, Bar, Fill, Order, OrderEvent, OrderId, OrderType, Side, Signal, SizingRequest, Timestamp,
-    decimal_to_price, price_to_decimal,
+    Action, Bar, Fill, MAX_QUANTITY, Order, OrderEvent, OrderId, OrderType, Side, Signal, SizingRequest,
+    Timestamp, checked_price, decimal_to_price, price_in_range, price_to_decimal,
 };
 use crate::risk::{Proposal, Refusal};
 use crate::slice::SliceError;
@@ -83,7 +83,10 @@ impl Backtest<'_> {
         }
 
         let chain = &mut self.chains[i];
-        let price = price_to_decimal(bar.close).expect("closes are validated as finite");
+        // Bars are range-checked where they enter (`check_bar`), so this
+        // only fails for a bar that bypassed that check.
+        let price = checked_price("close", bar.close)
+            .map_err(|m| StepError::Slice(SliceError::invalid(chain.slices.data.label(), m)))?;
         let request = SizingRequest {
             symbol: chain.symbol.clone(),
             action: signal.action,
@@ -108,13 +111,20 @@ impl Backtest<'_> {
                 request.position.abs()
             )));
         }
-        if entering
-            && quantity * price > request.equity.abs().max(Decimal::ONE) * Decimal::from(ABSURD_LEVERAGE)
-        {
+        // Both products fit: quantity and price are in range, and equity is
+        // bounded by what the ledger holds; checked all the same.
+        let notional = quantity.checked_mul(price);
+        let ceiling = request.equity.abs().max(Decimal::ONE).checked_mul(Decimal::from(ABSURD_LEVERAGE));
+        if entering && notional.zip(ceiling).is_none_or(|(notional, ceiling)| notional > ceiling) {
             return Err(invalid(format!(
-                "sized an entry at {quantity} ({} at {price}), over {ABSURD_LEVERAGE} times the equity of {}",
-                quantity * price,
+                "sized an entry at {quantity} (at {price}), over {ABSURD_LEVERAGE} times the equity of {}",
                 request.equity
+            )));
+        }
+        if quantity > MAX_QUANTITY {
+            return Err(invalid(format!(
+                "sized a {} order at {quantity}, over the largest supported quantity of {MAX_QUANTITY}",
+                signal.action.as_str()
             )));
         }
         if quantity.is_zero() {
@@ -122,15 +132,25 @@ impl Backtest<'_> {
             return Ok(());
         }
 
-        let to_decimal = |p: Option<f64>| p.and_then(price_to_decimal);
+        // The strategy's prices were range-checked with its batch
+        // (`check_signal`); a price that still does not convert is refused,
+        // never dropped, so no order goes out without the price it was given.
+        let strategy = self.chains[i].slices.strategy.label();
+        let to_decimal = |field: &str, p: Option<f64>| {
+            p.map(|v| checked_price(field, v))
+                .transpose()
+                .map_err(|m| StepError::Slice(SliceError::invalid(strategy, m)))
+        };
+        let (limit_price, stop_price) =
+            (to_decimal("limit-price", signal.limit_price)?, to_decimal("stop-price", signal.stop_price)?);
         let order = Order {
             id: OrderId(self.next_order_id),
             symbol: request.symbol.clone(),
             side,
             quantity,
             order_type: signal.order_type,
-            limit_price: to_decimal(signal.limit_price),
-            stop_price: to_decimal(signal.stop_price),
+            limit_price,
+            stop_price,
             time_in_force: signal.time_in_force,
             created_at: bar.ts,
         };
@@ -183,18 +203,26 @@ impl Backtest<'_> {
             OrderType::Limit | OrderType::StopLimit => order.limit_price.unwrap_or(close),
         };
         let signed = if order.side == Side::Buy { order.quantity } else { -order.quantity };
-        let after = (self.ledger.position(i) + signed) * reference;
-        let proposal = Proposal {
-            notional: order.quantity * reference,
-            position_value_after: after,
-            gross_after: self
-                .ledger
-                .gross_exposure_except(i)
-                .checked_add(after.abs())
-                .and_then(|g| g.checked_add(self.pending_entries_except(i)?))
-                .unwrap_or(Decimal::MAX),
-            adjustments: (!self.ledger.position(i).is_zero()).then(|| self.adjustments(i)).flatten(),
+        // Checked: an order the gate cannot value exactly is refused, not approved.
+        let valued = || {
+            let after = self.ledger.position(i).checked_add(signed)?.checked_mul(reference)?;
+            Some(Proposal {
+                notional: order.quantity.checked_mul(reference)?,
+                position_value_after: after,
+                gross_after: self
+                    .ledger
+                    .gross_exposure_except(i)?
+                    .checked_add(after.abs())?
+                    .checked_add(self.pending_entries_except(i)?)?,
+                adjustments: (!self.ledger.position(i).is_zero()).then(|| self.adjustments(i)).flatten(),
+            })
         };
+        let proposal = valued().ok_or_else(|| {
+            Refusal(format!(
+                "valuation: the order ({} at {reference}) or the positions after it are beyond what a decimal holds",
+                order.quantity
+            ))
+        })?;
         self.gate.check_entry(&proposal, equity)
     }
 
@@ -285,8 +313,8 @@ impl Backtest<'_> {
         recorder: &mut dyn Recorder,
     ) -> Result<(), StepError> {
         let chain = &self.chains[i];
-        let label = chain.slices.execution.label();
-        let invalid = |m: String| StepError::Slice(SliceError::invalid(label, m));
+        let label = chain.slices.execution.label().clone();
+        let invalid = |m: String| StepError::Slice(SliceError::invalid(&label, m));
         let mut filled: BTreeMap<OrderId, Decimal> = BTreeMap::new();
         let mut closed: Vec<OrderId> = Vec::new();
         for event in events {
@@ -301,7 +329,8 @@ impl Backtest<'_> {
                 OrderEvent::Filled(fill) => {
                     let so_far = filled.entry(id).or_insert(w.filled);
                     check_fill(fill, w, *so_far, bar).map_err(invalid)?;
-                    *so_far += fill.quantity;
+                    // Cannot overflow: check_fill keeps it at most the order's quantity.
+                    *so_far = so_far.checked_add(fill.quantity).unwrap_or(w.order.quantity);
                     if *so_far == w.order.quantity {
                         closed.push(id);
                     }
@@ -313,18 +342,33 @@ impl Backtest<'_> {
             let chain = &mut self.chains[i];
             let (order_id, status, reason) = match event {
                 OrderEvent::Filled(fill) => {
-                    let pos =
-                        chain.working.iter().position(|w| w.order.id == fill.order_id).expect("checked");
-                    let w = &mut chain.working[pos];
-                    w.filled += fill.quantity;
-                    w.notional += fill.quantity * fill.price;
-                    w.fees += fill.fee;
-                    let (side, done) = (w.order.side, w.filled == w.order.quantity);
+                    let id = fill.order_id;
+                    let ledger_error = |e: crate::portfolio::LedgerError| {
+                        StepError::Slice(SliceError::invalid(&label, format!("fill of order {id}: {e}")))
+                    };
+                    let missing = || invalid(format!("event for order {id}, which is not working"));
+                    let w = chain.working.iter_mut().find(|w| w.order.id == id).ok_or_else(missing)?;
+                    let book = (|| {
+                        let filled = w.filled.checked_add(fill.quantity)?;
+                        let notional = w.notional.checked_add(fill.quantity.checked_mul(fill.price)?)?;
+                        Some((filled, notional, w.fees.checked_add(fill.fee)?))
+                    })();
+                    let Some((filled, notional, fees)) = book else {
+                        return Err(ledger_error(crate::portfolio::LedgerError(
+                            "the order's totals are beyond what a decimal holds".into(),
+                        )));
+                    };
+                    let side = w.order.side;
+                    // The ledger first: a fill it cannot hold is refused before it is recorded.
+                    let trip = self
+                        .ledger
+                        .try_apply_fill(i, side, fill.quantity, fill.price, fill.fee, fill.ts)
+                        .map_err(ledger_error)?;
+                    (w.filled, w.notional, w.fees) = (filled, notional, fees);
+                    let done = w.filled == w.order.quantity;
                     self.stats.fills += 1;
                     recorder.fill(&chain.symbol, side, fill)?;
-                    if let Some(trip) =
-                        self.ledger.apply_fill(i, side, fill.quantity, fill.price, fill.fee, fill.ts)
-                    {
+                    if let Some(trip) = trip {
                         recorder.round_trip(&trip)?;
                     }
                     if !done {
@@ -340,7 +384,9 @@ impl Backtest<'_> {
                 }
             };
             let chain = &mut self.chains[i];
-            let pos = chain.working.iter().position(|w| w.order.id == order_id).expect("checked");
+            let Some(pos) = chain.working.iter().position(|w| w.order.id == order_id) else {
+                return Err(invalid(format!("event for order {order_id}, which is not working")));
+            };
             let w = chain.working.remove(pos);
             recorder.order(&order_record(w, status, Some(bar.ts), reason))?;
         }
@@ -383,7 +429,7 @@ fn check_fill(fill: &Fill, working: &WorkingOrder, filled_so_far: Decimal, bar: 
             iso(bar.ts)
         ));
     }
-    let open = working.order.quantity - filled_so_far;
+    let open = working.order.quantity.checked_sub(filled_so_far).unwrap_or(Decimal::ZERO);
     if fill.quantity <= Decimal::ZERO || fill.quantity > open {
         return Err(format!("fill of order {id} has quantity {}, but {open} is open", fill.quantity));
     }
@@ -391,16 +437,28 @@ fn check_fill(fill: &Fill, working: &WorkingOrder, filled_so_far: Decimal, bar: 
     // with other shortest digits (a tie broken the other way) names the
     // same price, and is inside the bar.
     let price = decimal_to_price(fill.price);
-    if !(bar.low <= price && price <= bar.high) {
-        let (low, high) =
-            (price_to_decimal(bar.low).expect("validated"), price_to_decimal(bar.high).expect("validated"));
+    if !(bar.low <= price && price <= bar.high) || !price_in_range(fill.price) {
+        let (low, high) = (price_to_decimal(bar.low), price_to_decimal(bar.high));
+        let show = |d: Option<Decimal>, f: f64| d.map_or_else(|| format!("{f:e}"), |d| d.to_string());
         return Err(format!(
-            "fill of order {id} at {} is outside the bar's range [{low}, {high}]",
-            fill.price
+            "fill of order {id} at {} is outside the bar's range [{}, {}]",
+            fill.price,
+            show(low, bar.low),
+            show(high, bar.high)
         ));
     }
     if fill.fee < Decimal::ZERO {
         return Err(format!("fill of order {id} has a negative fee {}", fill.fee));
+    }
+    // A fee is at most what the fill is worth (the cap `faults.liquidation-fee-bps`
+    // has too): more is a broken fee model, and an absurd fee would take the
+    // ledger's money beyond what it can hold.
+    let notional = fill.quantity.checked_mul(fill.price);
+    if notional.is_none_or(|notional| fill.fee > notional) {
+        return Err(format!(
+            "fill of order {id} has a fee of {}, more than the fill's notional ({} x {})",
+            fill.fee, fill.quantity, fill.price
+        ));
     }
     Ok(())
 }
@@ -423,7 +481,7 @@ pub(super) fn order_record(
         stop_price: w.order.stop_price,
         status,
         filled_quantity: w.filled,
-        average_price: (!w.filled.is_zero()).then(|| w.notional / w.filled),
+        average_price: w.notional.checked_div(w.filled),
         fees: w.fees,
         closed_at,
         reason,

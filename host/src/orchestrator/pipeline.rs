@@ -3,7 +3,7 @@
 //! bar by replaying the symbol on fresh instances.
 
 use super::{Chain, SliceFactory};
-use crate::model::{Bar, OrderType, Regime, Signal, SliceKind, Timestamp};
+use crate::model::{Bar, OrderType, Regime, Signal, SliceKind, Timestamp, checked_price};
 use crate::slice::{
     AnalysisSlice, DataSlice, Failure, RegimeSlice, SliceError, SliceHealth, SliceResult, StrategySlice,
     SymbolSlices,
@@ -100,7 +100,9 @@ impl Pipeline<'_> {
 }
 
 /// The data slice's output must be usable as market data: strictly
-/// increasing times inside the range, positive finite prices, a consistent bar.
+/// increasing times inside the range, prices inside the supported range
+/// (`model::MIN_PRICE` to `MAX_PRICE`, which keeps every amount the ledger
+/// derives from them exact and inside what a decimal holds), a consistent bar.
 pub(super) fn check_bar(
     bar: &Bar,
     previous: Option<Timestamp>,
@@ -117,9 +119,7 @@ pub(super) fn check_bar(
         return Err(format!("timestamp {} is outside the requested range", iso(bar.ts)));
     }
     for (field, v) in [("open", bar.open), ("high", bar.high), ("low", bar.low), ("close", bar.close)] {
-        if !v.is_finite() || v <= 0.0 {
-            return Err(format!("`{field}` is {v}, not a positive finite price"));
-        }
+        checked_price(field, v)?;
     }
     if !bar.volume.is_finite() || bar.volume < 0.0 {
         return Err(format!("`volume` is {}, not a finite non-negative number", bar.volume));
@@ -141,26 +141,25 @@ fn check_signal(signal: &Signal, previous: Option<u32>, bars: usize) -> Result<(
     if let Some(p) = previous.filter(|&p| i <= p) {
         return Err(format!("signals must be in bar order, at most one per bar; bar {i} came after bar {p}"));
     }
-    let price_ok = |p: Option<f64>| p.is_some_and(|v| v.is_finite() && v > 0.0);
     let (needs_limit, needs_stop) = match signal.order_type {
         OrderType::Market => (false, false),
         OrderType::Limit => (true, false),
         OrderType::Stop => (false, true),
         OrderType::StopLimit => (true, true),
     };
-    if needs_limit && !price_ok(signal.limit_price) {
-        return Err(format!(
-            "{} signal on bar {i} needs a positive finite limit price, got {:?}",
-            signal.order_type.as_str(),
-            signal.limit_price
-        ));
-    }
-    if needs_stop && !price_ok(signal.stop_price) {
-        return Err(format!(
-            "{} signal on bar {i} needs a positive finite stop price, got {:?}",
-            signal.order_type.as_str(),
-            signal.stop_price
-        ));
+    let kind = signal.order_type.as_str();
+    for (field, price, needed) in
+        [("limit-price", signal.limit_price, needs_limit), ("stop-price", signal.stop_price, needs_stop)]
+    {
+        match price {
+            None if needed => {
+                return Err(format!("{kind} signal on bar {i} needs a positive finite {field}, got none"));
+            }
+            // Every price given is checked, needed or not: the host keeps it
+            // on the order, so it must be one the ledger can hold.
+            Some(v) => checked_price(field, v).map_err(|m| format!("{kind} signal on bar {i}: {m}"))?,
+            None => continue,
+        };
     }
     Ok(())
 }
@@ -173,14 +172,31 @@ impl Chain {
         chain.batch.clear();
         let mut bars = Vec::with_capacity(settings.batch_size as usize);
         let data_label = chain.slices.data.label().clone();
+        let mut over_cap = None;
         let read = chain.slices.data.next_batch(settings.batch_size, &mut bars).and_then(|()| {
             let mut previous = chain.last_ts;
             for (k, bar) in bars.iter().enumerate() {
+                if chain.bars_done.saturating_add(k as u64) >= settings.max_bars_per_symbol {
+                    over_cap = Some(k);
+                    break;
+                }
                 check_bar(bar, previous, settings)
                     .map_err(|m| SliceError::invalid(&data_label, format!("bar {k} of its batch: {m}")))?;
                 previous = Some(bar.ts);
             }
             Ok(())
+        });
+        // A feed that goes on past the cap: the bars before it are kept and
+        // the fault fires after them, on the first bar over it. Nothing to
+        // replay: the bar is known.
+        let cap_fault = over_cap.map(|k| {
+            let message = format!(
+                "gave more than {} bars for the symbol, the run's limit (run.max-bars-per-symbol)",
+                settings.max_bars_per_symbol
+            );
+            let ts = bars[k].ts;
+            bars.truncate(k);
+            PendingFault { at: k, ts: Some(ts), error: SliceError::invalid(&data_label, message) }
         });
         let result = read.and_then(|()| {
             if bars.is_empty() {
@@ -193,6 +209,13 @@ impl Chain {
             pipeline.run(&bars, chain.features.len(), &mut chain.batch)
         });
         match result {
+            Ok(()) if cap_fault.is_some() => {
+                if let Some(last) = bars.last() {
+                    chain.first_ts.get_or_insert(bars[0].ts);
+                    chain.last_ts = Some(last.ts);
+                }
+                chain.batch.fault = cap_fault;
+            }
             // A live feed with nothing new is waiting; anything else has ended.
             Ok(()) if bars.is_empty() => chain.ended = !settings.live,
             Ok(()) => {
@@ -354,4 +377,66 @@ fn annotate(mut error: SliceError, note: &str) -> SliceError {
         other => other,
     };
     error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Action, TimeInForce};
+
+    fn limit(price: f64) -> Signal {
+        Signal {
+            bar_index: 0,
+            action: Action::EnterLong,
+            order_type: OrderType::Limit,
+            limit_price: Some(price),
+            stop_price: None,
+            time_in_force: TimeInForce::Gtc,
+        }
+    }
+
+    #[test]
+    fn signal_prices_outside_the_supported_range_are_refused_not_dropped() {
+        // Positive and finite, so they passed before, then converted to no
+        // price at all and the order went out without one.
+        for price in [1e300, 5e-324, 1e-13, 1.5e12] {
+            let err = check_signal(&limit(price), None, 1).unwrap_err();
+            assert!(err.contains("outside the supported price range"), "{price:e}: {err}");
+        }
+        for price in [f64::NAN, -1.0, 0.0] {
+            assert!(check_signal(&limit(price), None, 1).is_err(), "{price}");
+        }
+        // A stop price given to a plain limit order is kept on the order, so it is checked too.
+        let stray_stop = Signal { stop_price: Some(1e300), ..limit(100.0) };
+        assert!(check_signal(&stray_stop, None, 1).unwrap_err().contains("stop-price"));
+        assert!(check_signal(&limit(1e-12), None, 1).is_ok(), "the range's ends are in it");
+        assert!(check_signal(&limit(1e12), None, 1).is_ok());
+    }
+
+    #[test]
+    fn bars_outside_the_supported_range_are_refused_with_the_field() {
+        let settings = BacktestSettings {
+            start_cash: rust_decimal::Decimal::from(10_000),
+            start: None,
+            end: None,
+            batch_size: 1,
+            faults: super::super::FaultSettings::default(),
+            risk: crate::risk::RiskLimits::default(),
+            shorting: crate::config::ShortingSection::default(),
+            live: false,
+            threads: 1,
+            trade_from: None,
+            max_bars_per_symbol: 1,
+        };
+        let bar = Bar { ts: 0, open: 100.0, high: 101.0, low: 99.0, close: 100.0, volume: 1.0 };
+        assert!(check_bar(&bar, None, &settings).is_ok());
+        for (field, b) in [
+            ("high", Bar { high: 1e30, close: 1e30, ..bar }),
+            ("low", Bar { low: 5e-324, ..bar }),
+            ("high", Bar { high: 2e12, ..bar }),
+        ] {
+            let err = check_bar(&b, None, &settings).unwrap_err();
+            assert!(err.contains(&format!("`{field}`")) && err.contains("outside"), "{err}");
+        }
+    }
 }

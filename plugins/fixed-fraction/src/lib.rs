@@ -43,9 +43,18 @@ impl Sizer for FixedFraction {
                 if r.equity <= Decimal::ZERO {
                     return Ok(Decimal::ZERO);
                 }
-                let quantity = (self.fraction * r.equity / r.price)
-                    .round_dp_with_strategy(self.decimals, RoundingStrategy::ToZero);
-                Ok(quantity)
+                // Checked: a huge equity over a tiny price is an error to
+                // report, not a panic.
+                let quantity =
+                    self.fraction.checked_mul(r.equity).and_then(|v| v.checked_div(r.price)).ok_or_else(
+                        || {
+                            Error::new(format!(
+                                "{} of equity {} at a price of {} is a quantity beyond what a decimal holds",
+                                self.fraction, r.equity, r.price
+                            ))
+                        },
+                    )?;
+                Ok(quantity.round_dp_with_strategy(self.decimals, RoundingStrategy::ToZero))
             }
         }
     }
@@ -88,6 +97,14 @@ mod tests {
     fn exit_is_the_whole_position() {
         let q = sizer().size(&request(Action::ExitLong, "30000", "10000", "0.31666666")).unwrap();
         assert_eq!(q, d("0.31666666"));
+    }
+
+    #[test]
+    fn a_quantity_beyond_a_decimal_is_an_error_not_a_panic() {
+        // 0.95 x 1e27 / 1e-12 = 9.5e38, past Decimal's 7.9e28.
+        let err =
+            sizer().size(&request(Action::EnterLong, "0.000000000001", "1000000000000000000000000000", "0"));
+        assert!(err.unwrap_err().to_string().contains("beyond what a decimal holds"));
     }
 
     #[test]

@@ -251,26 +251,50 @@ impl SimExecution {
         let rule = self.rule;
         let w = &mut self.working[i];
         let Some(m) = match_order(w, bar, rule) else { return };
-        let open = w.order.quantity - w.filled;
-        let quantity = match self.max_volume_fraction {
-            Some(cap) => {
-                let available = price_to_decimal(bar.volume).unwrap_or_default() * cap;
-                open.min(available.round_dp_with_strategy(8, RoundingStrategy::ToZero))
+        // Checked throughout: prices and quantities from the host are
+        // bounded, but a fill this slice cannot compute exactly is rejected
+        // with its reason, never a panic.
+        let fill = (|| {
+            let open = w.order.quantity.checked_sub(w.filled)?;
+            let quantity = match self.max_volume_fraction {
+                Some(cap) => {
+                    let available = price_to_decimal(bar.volume).unwrap_or_default().checked_mul(cap)?;
+                    open.min(available.round_dp_with_strategy(8, RoundingStrategy::ToZero))
+                }
+                None => open,
+            };
+            if quantity <= Decimal::ZERO {
+                return Some(None);
             }
-            None => open,
-        };
-        if quantity <= Decimal::ZERO {
-            return;
+            let price = slipped(self.slippage, m, w.order.side, quantity, bar)?;
+            let bps = if m.taker { self.taker_bps } else { self.maker_bps };
+            let notional = quantity.checked_mul(price)?;
+            let mut fee = notional.checked_mul(bps)?.checked_div(Decimal::from(10_000))?;
+            if !w.fixed_fee_paid {
+                // A fee is never more than what the fill is worth (the host
+                // refuses that): a fixed fee on a tiny fill is capped.
+                fee = fee.checked_add(self.fixed_fee)?.min(notional);
+            }
+            Some(Some((price, quantity, fee, w.filled.checked_add(quantity)?)))
+        })();
+        match fill {
+            Some(Some((price, quantity, fee, filled))) => {
+                w.fixed_fee_paid = true;
+                w.filled = filled;
+                events.push(OrderEvent::Filled(Fill {
+                    order_id: w.order.id,
+                    ts: bar.ts,
+                    price,
+                    quantity,
+                    fee,
+                }));
+            }
+            Some(None) => {}
+            None => events.push(OrderEvent::Rejected {
+                order_id: w.order.id,
+                reason: "the fill's price, notional or fee is beyond what a decimal holds".into(),
+            }),
         }
-        let price = slipped(self.slippage, m, w.order.side, quantity, bar);
-        let bps = if m.taker { self.taker_bps } else { self.maker_bps };
-        let mut fee = quantity * price * bps / Decimal::from(10_000);
-        if !w.fixed_fee_paid {
-            fee += self.fixed_fee;
-            w.fixed_fee_paid = true;
-        }
-        w.filled += quantity;
-        events.push(OrderEvent::Filled(Fill { order_id: w.order.id, ts: bar.ts, price, quantity, fee }));
     }
 
     /// Reports filled orders as done and IOC orders' remainders as cancelled.
@@ -305,29 +329,36 @@ impl SimExecution {
 }
 
 /// The fill price after slippage: against the order, never outside the bar.
-fn slipped(slippage: Slippage, m: Match, side: Side, quantity: Decimal, bar: &Bar) -> Decimal {
-    let price = price_to_decimal(m.price).expect("bar prices are finite");
+/// `None` when a price is not an exact decimal or the slippage overflows.
+fn slipped(slippage: Slippage, m: Match, side: Side, quantity: Decimal, bar: &Bar) -> Option<Decimal> {
+    let price = price_to_decimal(m.price)?;
     if !m.taker {
-        return price;
+        return Some(price);
     }
     let ten_k = Decimal::from(10_000);
     let slip = match slippage {
-        Slippage::None => return price,
-        Slippage::FixedBps(bps) => price * bps / ten_k,
+        Slippage::None => return Some(price),
+        Slippage::FixedBps(bps) => price.checked_mul(bps)?.checked_div(ten_k)?,
         Slippage::RangeFraction(f) => {
-            (price_to_decimal(bar.high).unwrap_or(price) - price_to_decimal(bar.low).unwrap_or(price)) * f
+            let (high, low) =
+                (price_to_decimal(bar.high).unwrap_or(price), price_to_decimal(bar.low).unwrap_or(price));
+            high.checked_sub(low)?.checked_mul(f)?
         }
         Slippage::VolumeImpactBps(bps) => match price_to_decimal(bar.volume).filter(|v| !v.is_zero()) {
-            Some(volume) => price * bps / ten_k * quantity / volume,
+            Some(volume) => {
+                price.checked_mul(bps)?.checked_div(ten_k)?.checked_mul(quantity)?.checked_div(volume)?
+            }
             None => Decimal::ZERO,
         },
     };
     let (low, high) =
         (price_to_decimal(bar.low).unwrap_or(price), price_to_decimal(bar.high).unwrap_or(price));
-    match side {
-        Side::Buy => (price + slip).round_dp_with_strategy(8, RoundingStrategy::AwayFromZero).min(high),
-        Side::Sell => (price - slip).round_dp_with_strategy(8, RoundingStrategy::ToZero).max(low),
-    }
+    Some(match side {
+        Side::Buy => {
+            price.checked_add(slip)?.round_dp_with_strategy(8, RoundingStrategy::AwayFromZero).min(high)
+        }
+        Side::Sell => price.checked_sub(slip)?.round_dp_with_strategy(8, RoundingStrategy::ToZero).max(low),
+    })
 }
 
 /// The prices of `bar` an order may trade at under `rule`, in time order, and
@@ -683,6 +714,39 @@ mod tests {
         events.clear();
         s.on_bar(&bar(1, 1.0, 1.0, 1.0, 1.0), &mut events).unwrap();
         assert!(events.is_empty());
+    }
+
+    #[test]
+    fn prices_and_quantities_beyond_a_decimal_reject_instead_of_panicking() {
+        // A subnormal open has no exact decimal; an open of 1e300 x a
+        // quantity of 1e15 is beyond Decimal's 7.9e28. Either rejects the order.
+        for (open, quantity) in [(5e-324, "1"), (1e27, "1000000000000000")] {
+            let mut s = sim(&[("slippage", "fixed-bps"), ("slippage-bps", "10")]);
+            let mut events = Vec::new();
+            let mut o = order(1, Side::Buy, OrderType::Market, None, None);
+            o.quantity = d(quantity);
+            s.submit(o, &bar(0, 1.0, 1.0, 1.0, 1.0), &mut events).unwrap();
+            s.on_bar(&bar(1, open, open, open, open), &mut events).unwrap();
+            assert!(
+                matches!(&events[..], [OrderEvent::Rejected { order_id: 1, reason }] if reason.contains("beyond")),
+                "{open:e}: {events:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_fixed_fee_is_never_more_than_the_fill() {
+        // A fixed fee of 5 on a fill worth 2 x 1 = 2 is capped at 2.
+        let mut s = sim(&[("fixed-fee", "5"), ("taker-fee-bps", "0"), ("slippage", "none")]);
+        let mut events = Vec::new();
+        s.submit(
+            order(1, Side::Buy, OrderType::Market, None, None),
+            &bar(0, 1.0, 1.0, 1.0, 1.0),
+            &mut events,
+        )
+        .unwrap();
+        s.on_bar(&bar(1, 1.0, 1.0, 1.0, 1.0), &mut events).unwrap();
+        assert!(matches!(&events[0], OrderEvent::Filled(f) if f.fee == d("2")), "{events:?}");
     }
 
     #[test]
