@@ -12,3 +12,4 @@ mod paper;
 mod plugin_authoring;
 mod report;
 mod sandbox;
+mod trust_records;
