@@ -162,11 +162,12 @@ fn a_fault_deep_in_a_batch_is_located_in_a_bounded_number_of_calls() {
     ]);
     let s = read_summary(&out);
     assert_eq!(faults(&s)[0]["at"], SECOND_MARK_TS);
-    // Replaying bar by bar took one call per bar up to the fault (3,000).
-    // Bisecting 4,090 bars takes at most 12 probes, plus one call per failed
-    // probe to bring a fresh instance up to the sound part: 1 + 12 + 12 = 25.
+    // Replaying bar by bar took one call per bar up to the fault (3,004 calls
+    // measured on main). Bisecting 4,090 bars is at most 13 probe calls; each
+    // failed probe costs a new instance (init + one call for the sound part):
+    // at most 13 x 2; plus the original instance's init and call: 41 (22 measured).
     let calls = strategy_calls(&s);
-    assert!(calls <= 25, "the strategy was called {calls} times to locate one fault");
+    assert!(calls <= 41, "the strategy was called {calls} times to locate one fault");
     // At most 13 calls ran into the 100 ms deadline (the original and every
     // failed probe: 1.3 s); the rest is a few seconds of loading on a busy
     // machine. Bar by bar at the 1 s default deadline this could take an hour.
