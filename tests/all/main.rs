@@ -16,3 +16,4 @@ mod trust_truth;
 mod trust_sandbox;
 mod trust_inputs;
 mod trust_money;
+mod trust_records;

@@ -887,3 +887,178 @@ fn an_out_of_range_bar_faults_cleanly_and_a_restart_does_not_panic() {
         }
     }
 }
+
+/// A session of 2022 only (365 bars a symbol: fills and round trips enough,
+/// and seconds to run), at full speed.
+fn short_session() -> Paper {
+    let mut paper = Paper::new("max");
+    paper.from = "2022-01-01".into();
+    paper.to = "2022-12-31".into();
+    paper
+}
+
+/// Runs the session's command once more (a restart) and waits for it to end.
+fn restart(paper: &Paper) -> Ran {
+    let args = paper.args();
+    host(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// A database put back to `pristine`, its write-ahead log and index gone with it.
+fn restore_db(db: &Path, pristine: &[u8]) {
+    for suffix in ["-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(name));
+    }
+    std::fs::write(db, pristine).unwrap();
+}
+
+fn sql(db: &Path, statement: &str) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute_batch(statement).unwrap();
+}
+
+#[test]
+fn a_restart_refuses_committed_history_that_changed() {
+    let paper = short_session();
+    paper.run_to_end();
+    let db = paper.out().with_extension("db");
+    let pristine = std::fs::read(&db).unwrap();
+    let files: Vec<String> = LEDGER_FILES.iter().map(|f| paper.file(f)).collect();
+    assert!(files[3].lines().count() > 3, "the session needs round trips to tamper with");
+
+    // Untouched, a restart resumes and changes nothing.
+    let ran = restart(&paper);
+    assert!(ran.ok(), "{ran:#?}");
+
+    // One past fill's price edited: the step that committed it is named.
+    restore_db(&db, &pristine);
+    sql(&db, "UPDATE fills SET price = '1' WHERE seq = 3");
+    restart(&paper).assert_fails_with(&[
+        "damaged committed history at step",
+        "fills table",
+        "restore a backup",
+    ]);
+
+    // Every round trip deleted: the count is part of the chain.
+    restore_db(&db, &pristine);
+    sql(&db, "DELETE FROM round_trips");
+    restart(&paper).assert_fails_with(&["damaged committed history", "round_trips table holds 0"]);
+
+    // A past step's equity edited.
+    restore_db(&db, &pristine);
+    sql(&db, "UPDATE steps SET equity = '1000000' WHERE ts = (SELECT MIN(ts) FROM steps) + 86400000 * 10");
+    restart(&paper).assert_fails_with(&["damaged committed history at step 11", "steps table"]);
+
+    // Truncated to nothing: not a new session, a refusal naming the file.
+    restore_db(&db, &pristine);
+    std::fs::write(&db, b"").unwrap();
+    restart(&paper).assert_fails_with(&[&db.display().to_string(), "is empty", "another --state"]);
+    assert_eq!(std::fs::metadata(&db).unwrap().len(), 0, "the refused database was left as it was");
+
+    // Random bit flips: each is refused cleanly, or changes nothing the session shows.
+    let mut rng = Rng(0x5eed_1234_abcd_9876);
+    for _ in 0..6 {
+        let mut bytes = pristine.clone();
+        let at = rng.below(bytes.len() as u64) as usize;
+        bytes[at] ^= 1 << rng.below(8);
+        restore_db(&db, &bytes);
+        let ran = restart(&paper);
+        if ran.ok() {
+            for (name, before) in LEDGER_FILES.iter().zip(&files) {
+                assert_eq!(
+                    &paper.file(name),
+                    before,
+                    "flipping a bit at byte {at} changed {name} with exit 0"
+                );
+            }
+        } else {
+            ran.assert_fails_with(&[&db.display().to_string()]);
+        }
+    }
+}
+
+/// Real BTC daily bars of 2022 with the marker volume (666) on three bars.
+fn marked_feed(dir: &Path) -> PathBuf {
+    let data = dir.join("marked");
+    std::fs::create_dir_all(&data).unwrap();
+    for symbol in SYMBOLS.split(',') {
+        let text = std::fs::read_to_string(shared_data().join(format!("{symbol}.csv"))).unwrap();
+        let marked: Vec<String> = text
+            .lines()
+            .map(|line| match line.split_once(',') {
+                // Bars 50, 100 and 148 of 2022 (the session's range) for BTC.
+                Some((ts, _)) if symbol == "BTC-USD-1d" && MARKED_2022.contains(&ts) => {
+                    format!("{},666", line.rsplit_once(',').unwrap().0)
+                }
+                _ => line.to_owned(),
+            })
+            .collect();
+        std::fs::write(data.join(format!("{symbol}.csv")), marked.join("\n") + "\n").unwrap();
+    }
+    data
+}
+
+const MARKED_2022: [&str; 3] = ["2022-02-20T00:00:00Z", "2022-04-11T00:00:00Z", "2022-05-29T00:00:00Z"];
+
+/// A short session on the marked feed, with hostile-panic as the strategy.
+fn hostile_session(faults: &str) -> Paper {
+    let mut paper = short_session();
+    let data = marked_feed(paper.dir.path());
+    let grant = format!("grants.read-dirs = {{ \"/data\" = {:?} }}", data.display().to_string());
+    paper.config = paper
+        .config
+        .clone()
+        .slice("data", |s| s.extra = vec![grant])
+        .slice("strategy", |s| s.plugin = component("hostile-panic"));
+    paper.write_config(&format!("[faults]\n{faults}\n\n{}", paper.config.to_toml()));
+    paper
+}
+
+#[test]
+fn paper_records_faults_as_a_backtest_does() {
+    let paper = hostile_session("policy = \"safe-mode\"\ncooldown-bars = 5\nmax-faults-per-symbol = 3");
+    paper.run_to_end();
+    let summary = read_summary(&paper.out());
+    assert_eq!(summary["status"], "completed-with-faults", "{summary:#}");
+    let faults = summary["faults"].as_array().unwrap();
+    let at: Vec<&str> = faults.iter().map(|f| f["at"].as_str().unwrap()).collect();
+    assert_eq!(at, MARKED_2022, "{faults:#?}");
+    let actions: Vec<&str> = faults.iter().map(|f| f["action"].as_str().unwrap()).collect();
+    // The third fault reaches max-faults-per-symbol: the symbol is dropped, and recorded so.
+    assert_eq!(actions, ["safe-mode", "safe-mode", "dropped-symbol"]);
+    assert_eq!(summary["dropped_symbols"], serde_json::json!(["BTC-USD-1d"]));
+    let logged: Vec<Value> = audit(&paper.out()).into_iter().filter(|l| l["kind"] == "fault").collect();
+    assert_eq!(logged.len(), 3, "one audit line per fault: {logged:#?}");
+    assert_eq!(logged[2]["action"], "dropped-symbol");
+    assert!(logged.iter().all(|l| l["symbol"] == "BTC-USD-1d" && l["slice"] == "strategy"));
+
+    // A restart replays the faults without logging them twice.
+    let ran = restart(&paper);
+    assert!(ran.ok(), "{ran:#?}");
+    assert_eq!(audit(&paper.out()).iter().filter(|l| l["kind"] == "fault").count(), 3);
+    assert_eq!(read_summary(&paper.out())["faults"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn a_failed_session_that_cannot_write_its_files_reports_both_errors() {
+    // The loop stops at the first fault (halt); equity.csv then hits a full disk.
+    let paper = hostile_session("policy = \"halt\"");
+    std::fs::create_dir_all(paper.out()).unwrap();
+    std::os::unix::fs::symlink("/dev/full", paper.out().join("equity.csv")).unwrap();
+    let mut running = paper.start();
+    let code = running.wait(Duration::from_secs(120));
+    let stderr = running.stderr();
+    assert!(code.is_some_and(|c| c != 0), "{code:?}\n{stderr}");
+    for needed in [
+        "hostile-panic", // the loop's own error
+        "symbol BTC-USD-1d",
+        "bar 2022-02-20T00:00:00Z",
+        "equity.csv", // and the write error
+        "No space left on device",
+        "every bar up to 2022-02-19T00:00:00Z is committed", // and what was saved
+    ] {
+        assert!(stderr.contains(needed), "stderr lacks {needed:?}:\n{stderr}");
+    }
+    assert!(!stderr.contains("panicked at host") && !stderr.contains("RUST_BACKTRACE"), "{stderr}");
+}

@@ -93,6 +93,7 @@ impl Backtest<'_> {
             // Keep the bar being processed, if any; read no further.
             chain.ended = true;
             chain.batch.bars.truncate(chain.batch.cursor + 1);
+            chain.carry = Default::default();
         } else {
             chain.liquidate = Some(reason);
             let at = chain.last_ts.unwrap_or_default();
@@ -166,6 +167,7 @@ impl Backtest<'_> {
                 let fresh = factory.data(&symbol, start, self.settings.end, &clock)?;
                 let old = std::mem::replace(&mut chain.slices.data, fresh);
                 chain.retire(kind, old.health());
+                chain.history.data_replaced(start);
             }
             SliceKind::Analysis | SliceKind::Regime | SliceKind::Strategy => {
                 let analysis = factory.analysis(&symbol, &clock)?;
@@ -177,6 +179,7 @@ impl Backtest<'_> {
                 chain.retire(SliceKind::Regime, old.health());
                 let old = std::mem::replace(&mut chain.slices.strategy, strategy);
                 chain.retire(SliceKind::Strategy, old.health());
+                chain.history.pipeline_replaced();
                 // Decisions on bars not yet processed came from the failed instances.
                 let cursor = chain.batch.cursor;
                 chain.batch.signals.retain(|s| (s.bar_index as usize) < cursor);
@@ -217,6 +220,7 @@ impl Backtest<'_> {
             // Nothing more to do for a dropped symbol: stop after this bar.
             chain.ended = true;
             chain.batch.bars.truncate(chain.batch.cursor + 1);
+            chain.carry = Default::default();
         }
         Ok(())
     }
@@ -276,17 +280,28 @@ impl Backtest<'_> {
     ) -> Result<(), RunError> {
         let chain = &mut self.chains[i];
         chain.batch.clear();
-        let mut bars = Vec::with_capacity(1);
-        let read = chain.slices.data.next_batch(1, &mut bars);
-        let bar = match read {
-            Ok(()) => bars.first().copied().filter(|b| check_bar(b, chain.last_ts, &self.settings).is_ok()),
-            Err(_) => None,
+        let bar = if !chain.carry.bars.is_empty() {
+            // Bars already read after a located fault come first, in order.
+            Some(chain.carry.bars.remove(0))
+        } else if chain.carry.fault.take().is_some() {
+            // The data slice failed after them: there is no further bar to trust.
+            None
+        } else {
+            let mut bars = Vec::with_capacity(1);
+            let read = chain.slices.data.next_batch(1, &mut bars);
+            let bar = match read {
+                Ok(()) => {
+                    bars.first().copied().filter(|b| check_bar(b, chain.last_ts, &self.settings).is_ok())
+                }
+                Err(_) => None,
+            };
+            if let Some(bar) = bar {
+                chain.last_ts = Some(bar.ts);
+            }
+            bar
         };
         match bar {
-            Some(bar) => {
-                chain.last_ts = Some(bar.ts);
-                chain.batch.bars.push(bar);
-            }
+            Some(bar) => chain.batch.bars.push(bar),
             None => {
                 let reason = chain.liquidate.take().unwrap_or_default();
                 chain.ended = true;

@@ -91,7 +91,7 @@ impl Backtest<'_> {
     /// bar's); `None` while bars are waiting in its batch.
     pub fn slices_at_rest(&mut self, i: usize) -> Option<(Timestamp, ChainSlices<'_>)> {
         let chain = &mut self.chains[i];
-        if !chain.batch.exhausted() || chain.batch.fault.is_some() {
+        if !chain.batch.exhausted() || chain.batch.fault.is_some() || !chain.carry.bars.is_empty() {
             return None;
         }
         let at = chain.last_ts?;
@@ -193,6 +193,10 @@ impl Backtest<'_> {
     /// host cancels them (recorded with the reason) before the swap.
     pub fn install_swap(&mut self, swap: PreparedSwap, recorder: &mut dyn Recorder) -> Result<(), RunError> {
         let i = swap.chain;
+        if swap.data.is_some() || swap.pipeline.is_some() {
+            // The swap fed its instances its own way: a later failure is not searched for.
+            self.chains[i].history.forget();
+        }
         if let Some(data) = swap.data {
             let old = std::mem::replace(&mut self.chains[i].slices.data, data);
             self.chains[i].retire(SliceKind::Data, old.health());

@@ -16,14 +16,17 @@
 //!
 //! When a slice fails, the run's fault policy decides: halt, drop the symbol,
 //! or safe mode (no new positions for a cool-down, then fresh instances). A
-//! batched call that fails is replayed bar by bar on fresh instances to find
-//! the bar it failed on: backtests are deterministic, so the failure recurs.
+//! batched call that fails is located to its bar by bisecting the batch on
+//! fresh instances, within a time budget (see `locate`): backtests are
+//! deterministic, so the failure recurs.
 
 mod faults;
 mod live;
+mod locate;
 mod orders;
 mod pipeline;
 mod positions;
+mod refill;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -46,8 +49,10 @@ use crate::slice::{
     StrategySlice, SymbolSlices,
 };
 use crate::time::iso;
+use locate::History;
 use orders::StepError;
 use pipeline::Batch;
+use refill::Carry;
 
 /// Receives what a run produces, as it happens.
 pub trait Recorder {
@@ -469,6 +474,10 @@ struct Chain {
     features: Vec<String>,
     source: Option<SourceInfo>,
     batch: Batch,
+    /// Bars read but not yet through the pipeline, after a located fault.
+    carry: Carry,
+    /// What the current pipeline instances were fed, to locate a failure.
+    history: History,
     ended: bool,
     /// Open time of the last bar read and accepted from the data slice.
     last_ts: Option<Timestamp>,
@@ -572,6 +581,8 @@ impl<'f> Backtest<'f> {
                 features: c.features,
                 source: c.source,
                 batch: Batch::default(),
+                carry: Carry::default(),
+                history: History::starting(settings.start),
                 ended: false,
                 last_ts: None,
                 working: Vec::new(),

@@ -1,6 +1,6 @@
 //! The audit trail: an append-only log (JSON lines) of every decision's
 //! inputs and outputs, one line per processed timestamp, plus a line per
-//! config version. `host replay` reads it back, runs the same bars through
+//! config version and one per slice fault. `host replay` reads it back, runs the same bars through
 //! the backtest engine and compares decision by decision.
 //!
 //! Lines are written after their bar is committed, so the log never holds a
@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::store::StepRecord;
 use crate::model::{Bar, Fill, Regime, Side, Signal, Symbol, Timestamp};
-use crate::orchestrator::{Decision, LifecycleEvent, OrderRecord, Recorder};
+use crate::orchestrator::{Decision, FaultRecord, LifecycleEvent, OrderRecord, Recorder};
 use crate::portfolio::RoundTrip;
 use crate::time::iso;
 
@@ -160,6 +160,24 @@ pub fn step_line(rec: &StepRecorder) -> Value {
     })
 }
 
+/// Writes a line for each fault in `faults` the log does not have yet.
+pub fn log_faults(audit: &mut AuditLog, faults: &[FaultRecord]) -> Result<()> {
+    let new: Vec<Value> = faults
+        .iter()
+        .skip(audit.faults)
+        .map(|f| {
+            json!({
+                "kind": "fault", "at": f.at, "symbol": f.symbol, "slice": f.slice, "plugin": f.plugin,
+                "fault": f.kind, "message": f.message, "action": f.action,
+            })
+        })
+        .collect();
+    if new.is_empty() {
+        return Ok(());
+    }
+    audit.write_all(&new)
+}
+
 /// The append-only log file.
 pub struct AuditLog {
     path: PathBuf,
@@ -168,6 +186,9 @@ pub struct AuditLog {
     pub last_step: Option<Timestamp>,
     /// Config generations the file has a line for.
     pub generations: std::collections::BTreeSet<u64>,
+    /// Fault lines in the file: a restart replays the session and meets the
+    /// same faults in the same order, so only those past this count are new.
+    pub faults: usize,
 }
 
 impl AuditLog {
@@ -198,12 +219,17 @@ impl AuditLog {
             .filter(|v| v["kind"] == "config")
             .filter_map(|v| v["generation"].as_u64())
             .collect();
+        let faults = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["kind"] == "fault")
+            .count();
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
             .with_context(|| format!("cannot open the audit log {}", path.display()))?;
-        Ok(AuditLog { path: path.to_owned(), file, last_step, generations })
+        Ok(AuditLog { path: path.to_owned(), file, last_step, generations, faults })
     }
 
     pub fn path(&self) -> &Path {
@@ -226,7 +252,9 @@ impl AuditLog {
             .write_all(text.as_bytes())
             .with_context(|| format!("cannot write {}", self.path.display()))?;
         for line in lines {
-            if line["kind"] == "step" {
+            if line["kind"] == "fault" {
+                self.faults += 1;
+            } else if line["kind"] == "step" {
                 self.last_step = line["ts"].as_str().and_then(|t| super::feed::parse_ts(t).ok());
             } else if let Some(g) = line["generation"].as_u64() {
                 self.generations.insert(g);

@@ -69,6 +69,7 @@ fn respond(url: &str, status: &SharedStatus) -> (u16, String, &'static str) {
                 "orders": status.orders,
                 "fills": status.fills,
                 "slices": status.slices,
+                "faults": status.faults,
                 "feed": status.feed,
                 "config_generation": status.config_generation,
                 "reloads": {

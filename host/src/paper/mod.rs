@@ -20,6 +20,7 @@
 //!   is applied at the first bar boundary after, if not refused and logged.
 
 pub mod audit;
+mod chain;
 mod coinbase;
 mod feed;
 mod generation;
@@ -469,6 +470,8 @@ pub fn run(opts: Options) -> Result<ExitCode> {
                 let _guard = lock.lock().expect("feed lock");
                 backtest.advance(&mut rec)?
             };
+            // A fault is in the log whatever the progress (a data slice's fires while waiting).
+            audit::log_faults(&mut audit, backtest.faults())?;
             match progress {
                 Progress::Stepped(ts) => {
                     last_stepped = Some(ts);
@@ -558,18 +561,48 @@ pub fn run(opts: Options) -> Result<ExitCode> {
     let error = result.as_ref().err().map(|e| format!("{e:#}"));
     let commit_seconds = status.lock().expect("status").commit_seconds;
     let summary = finish_files(&store, &out, &opts, &backtest, outcome, error.as_deref(), commit_seconds);
-    store.session_event(&format!("stopped ({outcome})"))?;
+    let event = store.session_event(&format!("stopped ({outcome})"));
     set_state(&status, &backtest, SessionState::Stopped);
     drop(http);
-    let summary = summary?;
-    print!("{summary}");
-    match result {
-        Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(e) => Err(e.context(format!(
-            "the paper session stopped; its committed state is in {} and its files in {}",
-            opts.state.display(),
+    if let Ok(summary) = &summary {
+        print!("{summary}");
+    }
+    match (result, summary) {
+        (Ok(()), Ok(_)) => event.map(|()| ExitCode::SUCCESS).map_err(Into::into),
+        (result, summary) => Err(stop_error(result.err(), summary.err(), &store, &opts, &out)),
+    }
+}
+
+/// Why a session stopped, when the loop failed, or its files could not be
+/// written, or both: neither error hides the other, and the user learns what
+/// is safe (every bar up to the last committed one is in the state database).
+fn stop_error(
+    loop_error: Option<anyhow::Error>,
+    files_error: Option<anyhow::Error>,
+    store: &Store,
+    opts: &Options,
+    out: &Path,
+) -> anyhow::Error {
+    let committed = match store.last_step() {
+        Ok(Some(ts)) => format!("every bar up to {} is committed", iso(ts)),
+        Ok(None) => "no bar was committed".to_owned(),
+        Err(e) => format!("its last committed bar cannot be read: {e}"),
+    };
+    let saved = format!("{committed} in its state database {}", opts.state.display());
+    match (loop_error, files_error) {
+        (Some(e), None) => {
+            e.context(format!("the paper session stopped; {saved}; its files are in {}", out.display()))
+        }
+        (None, Some(files)) => files.context(format!(
+            "the paper session ended, but its files in {} could not all be written; {saved}, \
+             from which a restart writes them again",
             out.display()
-        ))),
+        )),
+        (Some(e), Some(files)) => anyhow::anyhow!(
+            "the paper session stopped: {e:#}\nand then its files in {} could not all be written: {files:#}\n{saved}",
+            out.display()
+        ),
+        (None, None) => anyhow::anyhow!("the paper session stopped; {saved}"),
     }
 }
 
@@ -665,6 +698,7 @@ fn update_status(
         *traps.entry(f.kind.to_owned()).or_default() += 1;
     }
     s.traps = traps;
+    s.faults = backtest.faults().to_vec();
     s.slices = backtest.health();
     s.latency = latency.snapshot().into_iter().map(|(k, h)| (k, h.read())).collect();
     s.commit_seconds += commit.as_secs_f64();
@@ -905,10 +939,16 @@ fn finish_files(
         .as_ref()
         .map(|c| (c.cash.normalize().to_string(), c.equity.normalize().to_string()))
         .unwrap_or_else(|| (backtest.ledger().cash().to_string(), backtest.ledger().equity().to_string()));
+    let faults = backtest.faults();
+    let status = if outcome == "completed" && !faults.is_empty() { "completed-with-faults" } else { outcome };
+    let dropped: Vec<String> =
+        backtest.symbol_reports().into_iter().filter(|r| !r.active).map(|r| r.symbol.to_string()).collect();
     let summary = serde_json::json!({
-        "status": outcome,
+        "status": status,
         "error": error,
         "mode": "paper",
+        "faults": faults,
+        "dropped_symbols": dropped,
         "symbols": opts.symbols,
         "bars": count("bars"),
         "timestamps": count("steps"),
@@ -929,7 +969,8 @@ fn finish_files(
         .with_context(|| format!("cannot write {}", out.join("summary.json").display()))?;
     let names = opts.symbols.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
     Ok(format!(
-        "Paper session of {names}: {outcome}\n  bars          {}\n  last bar      {}\n  final equity  {equity} (cash {cash})\n  fills         {}\n  state         {}\n  artifacts     {}\n",
+        "Paper session of {names}: {status}\n  faults        {}\n  bars          {}\n  last bar      {}\n  final equity  {equity} (cash {cash})\n  fills         {}\n  state         {}\n  artifacts     {}\n",
+        faults.len(),
         count("bars"),
         summary["last_bar"].as_str().unwrap_or("none yet"),
         count("fills"),

@@ -84,6 +84,8 @@ pub struct Status {
     pub drawdown: Decimal,
     /// Slice faults by kind (`trapped`, `returned-error`, ...).
     pub traps: BTreeMap<String, u64>,
+    /// Every slice fault and what the host did about it.
+    pub faults: Vec<crate::orchestrator::FaultRecord>,
     pub slices: Vec<HealthReport>,
     #[serde(skip)]
     pub latency: Vec<((Symbol, SliceKind), LatencyReading)>,
@@ -122,6 +124,7 @@ impl Status {
             peak_equity: start_cash,
             drawdown: Decimal::ZERO,
             traps: BTreeMap::new(),
+            faults: Vec::new(),
             slices: Vec::new(),
             latency: Vec::new(),
             feed: FeedHealth::default(),

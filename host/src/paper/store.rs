@@ -16,7 +16,8 @@ use crate::orchestrator::{Backtest, LifecycleEvent, OrderRecord};
 use crate::portfolio::RoundTrip;
 use crate::time::iso;
 
-const SCHEMA_VERSION: &str = "1";
+/// 2: committed steps are chained by hash (`step_chain`, see [`super::chain`]).
+const SCHEMA_VERSION: &str = "2";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -66,6 +67,12 @@ pub enum StoreError {
     InUse { path: PathBuf, holder: String },
     #[error("state database {}: cannot lock {}: {source}", path.display(), lock.display())]
     Lock { path: PathBuf, lock: PathBuf, source: std::io::Error },
+    #[error(
+        "state database {} {problem}; it cannot be resumed: restore a backup of it, or start a new session \
+         with another --state (or --out)",
+        path.display()
+    )]
+    Unusable { path: PathBuf, problem: String },
 }
 
 /// What one timestamp produced, gathered while the loop processes it.
@@ -157,6 +164,52 @@ fn lock_database(path: &Path) -> Result<std::fs::File, StoreError> {
     Ok(file)
 }
 
+/// Whether the database file exists; refuses one that cannot be a session's
+/// state: not a regular file, empty (truncated), or not SQLite.
+fn check_file(path: &Path) -> Result<bool, StoreError> {
+    use std::io::Read;
+    let unusable =
+        |problem: &str| StoreError::Unusable { path: path.to_owned(), problem: problem.to_owned() };
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(unusable(&format!("cannot be read: {e}"))),
+    };
+    if !meta.is_file() {
+        return Err(unusable("is not a regular file"));
+    }
+    if meta.len() == 0 {
+        return Err(unusable("is empty (0 bytes): the session's history is gone"));
+    }
+    let mut magic = [0u8; 16];
+    let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic));
+    if read.is_err() || &magic != b"SQLite format 3\0" {
+        return Err(unusable("is not an SQLite database"));
+    }
+    Ok(true)
+}
+
+/// Every table a session writes must already be in an existing database.
+fn check_tables(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let sql = |source| StoreError::Sql { path: path.to_owned(), source };
+    let mut stmt = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").map_err(sql)?;
+    let names: Vec<String> =
+        stmt.query_map([], |r| r.get(0)).map_err(sql)?.collect::<Result<_, _>>().map_err(sql)?;
+    let wanted = SCHEMA
+        .split("CREATE TABLE IF NOT EXISTS ")
+        .skip(1)
+        .chain(super::chain::SCHEMA.split("CREATE TABLE IF NOT EXISTS ").skip(1));
+    let missing: Vec<&str> =
+        wanted.filter_map(|t| t.split([' ', '(']).next()).filter(|t| !names.iter().any(|n| n == t)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::Unusable {
+        path: path.to_owned(),
+        problem: format!("lacks the tables {} (damaged, or from an older version)", missing.join(", ")),
+    })
+}
+
 fn dec(text: String) -> Decimal {
     text.parse().unwrap_or_default()
 }
@@ -164,14 +217,29 @@ fn dec(text: String) -> Decimal {
 impl Store {
     /// Opens (or creates) the database in WAL mode with full sync: a
     /// committed bar survives a crash of the process or of the machine.
+    /// A database that exists must be a whole session's state, its
+    /// committed history intact (checked from the first step); it never
+    /// silently becomes a new session.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let lock = lock_database(path)?;
+        let existed = check_file(path)?;
         let sql = |source| StoreError::Sql { path: path.to_owned(), source };
         let conn = Connection::open(path).map_err(sql)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
+        if existed {
+            check_tables(&conn, path)?;
+        }
         conn.execute_batch(SCHEMA).map_err(sql)?;
+        conn.execute_batch(super::chain::SCHEMA).map_err(sql)?;
+        super::chain::verify(&conn).map_err(|damage| match damage {
+            super::chain::Damage::Sql(source) => StoreError::Sql { path: path.to_owned(), source },
+            damage => StoreError::Unusable {
+                path: path.to_owned(),
+                problem: format!("has damaged committed history at {damage}"),
+            },
+        })?;
         Ok(Store { path: path.to_owned(), conn, _lock: lock })
     }
 
@@ -532,6 +600,13 @@ impl Store {
                 snapshot.execute(params![s.symbol.as_str(), s.slice.as_str(), s.ts, s.state]).map_err(sql)?;
             }
         }
+        let order_ids: Vec<u64> = step.orders.iter().map(|o| o.id.0).collect();
+        super::chain::commit(&tx, ts, &order_ids).map_err(|damage| match damage {
+            super::chain::Damage::Sql(source) => StoreError::Sql { path: path.clone(), source },
+            other => {
+                StoreError::Unusable { path: path.clone(), problem: format!("cannot chain step: {other}") }
+            }
+        })?;
         tx.commit().map_err(sql)?;
         Ok(started.elapsed())
     }
