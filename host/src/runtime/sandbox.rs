@@ -329,8 +329,10 @@ pub fn link_bounded_sleeps(linker: &mut wasmtime::component::Linker<SliceState>)
 pub fn link_regular_files_only(linker: &mut wasmtime::component::Linker<SliceState>) -> anyhow::Result<()> {
     use wasmtime::component::Resource;
     use wasmtime_wasi::filesystem::WasiFilesystemView;
+    // wasmtime-wasi's errors carry the async bindings' `error-code`, the same WIT type.
+    use wasmtime_wasi::p2::bindings::filesystem::types::ErrorCode;
     use wasmtime_wasi::p2::bindings::sync::filesystem::types::{
-        self as fs, DescriptorFlags, ErrorCode, HostDescriptor, OpenFlags, PathFlags,
+        self as fs, DescriptorFlags, HostDescriptor, OpenFlags, PathFlags,
     };
 
     type OpenAtArgs = (Resource<fs::Descriptor>, PathFlags, String, OpenFlags, DescriptorFlags);
