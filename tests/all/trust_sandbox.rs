@@ -169,11 +169,23 @@ fn sixteen_memories_share_one_cap() {
     let config = config_with(dir.path(), "sizing", &wasm, "");
     let out = dir.path().join("out");
     let m = host_measured(
-        &["run", "--config", config.to_str().unwrap(), "--symbols", "BTC-USD", "--out", out.to_str().unwrap()],
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--symbols",
+            "BTC-USD",
+            "--out",
+            out.to_str().unwrap(),
+        ],
         &[],
         Duration::from_secs(60),
     );
-    m.ran.assert_fails_with(&["greedy.wasm", "memories and tables past the instance's cap of 256 MiB", "limits.memory-mib"]);
+    m.ran.assert_fails_with(&[
+        "greedy.wasm",
+        "memories and tables past the instance's cap of 256 MiB",
+        "limits.memory-mib",
+    ]);
     assert!(m.peak_rss < RSS_UNDER_CAP, "peak RSS {} MiB", m.peak_rss / MIB);
 }
 
@@ -281,8 +293,16 @@ fn configs_that_are_devices_fifos_or_huge_are_refused_at_once() {
     let cases: [(&[&str], &[(&str, &str)], &[&str]); 5] = [
         (&["config", "check", "/dev/zero"], &[], &["/dev/zero", "character device, not a regular file"]),
         (&["config", "check", link], &[], &[link, "character device, not a regular file"]),
-        (&["run", "--symbols", "BTC-USD"], &[("STRATA_CONFIG", "/dev/zero")], &["/dev/zero", "not a regular file"]),
-        (&["run", "--config", fifo, "--symbols", "BTC-USD"], &[], &[fifo, "FIFO (named pipe), not a regular file"]),
+        (
+            &["run", "--symbols", "BTC-USD"],
+            &[("STRATA_CONFIG", "/dev/zero")],
+            &["/dev/zero", "not a regular file"],
+        ),
+        (
+            &["run", "--config", fifo, "--symbols", "BTC-USD"],
+            &[],
+            &[fifo, "FIFO (named pipe), not a regular file"],
+        ),
         (&["config", "check", huge], &[], &[huge, "3221225472 bytes, more than the 1048576 allowed"]),
     ];
     for (args, env, fragments) in cases {
@@ -301,7 +321,10 @@ fn plugins_that_are_fifos_or_huge_are_refused_at_once() {
     // Sparse, one byte over the 256 MiB plugin cap.
     let huge = dir.path().join("huge.wasm");
     std::fs::File::create(&huge).unwrap().set_len((256 << 20) + 1).unwrap();
-    for (plugin, fragment) in [(&fifo, "FIFO (named pipe), not a regular file"), (&huge, "268435457 bytes, more than the 268435456 allowed")] {
+    for (plugin, fragment) in [
+        (&fifo, "FIFO (named pipe), not a regular file"),
+        (&huge, "268435457 bytes, more than the 268435456 allowed"),
+    ] {
         let config = config_with(dir.path(), "strategy", plugin, "");
         let m = host_measured(&["config", "check", config.to_str().unwrap()], &[], Duration::from_secs(30));
         m.ran.assert_fails_with(&[&plugin.display().to_string(), fragment]);
