@@ -69,9 +69,11 @@ pub fn open_regular(path: &Path, max: u64, what: &'static str) -> Result<(File, 
 pub fn read_bounded(path: &Path, max: u64, what: &'static str) -> Result<Vec<u8>, ReadError> {
     let (file, len) = open_regular(path, max, what)?;
     let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-    file.take(max.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(|source| ReadError::Io { what, path: path.to_owned(), source })?;
+    file.take(max.saturating_add(1)).read_to_end(&mut bytes).map_err(|source| ReadError::Io {
+        what,
+        path: path.to_owned(),
+        source,
+    })?;
     if bytes.len() as u64 > max {
         return Err(ReadError::TooLarge { what, path: path.to_owned(), size: bytes.len() as u64, max });
     }
@@ -84,7 +86,10 @@ pub fn read_text_bounded(path: &Path, max: u64, what: &'static str) -> Result<St
     String::from_utf8(bytes).map_err(|e| ReadError::Io {
         what,
         path: path.to_owned(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not UTF-8 text: {}", e.utf8_error())),
+        source: std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not UTF-8 text: {}", e.utf8_error()),
+        ),
     })
 }
 

@@ -169,11 +169,23 @@ fn sixteen_memories_share_one_cap() {
     let config = config_with(dir.path(), "sizing", &wasm, "");
     let out = dir.path().join("out");
     let m = host_measured(
-        &["run", "--config", config.to_str().unwrap(), "--symbols", "BTC-USD", "--out", out.to_str().unwrap()],
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--symbols",
+            "BTC-USD",
+            "--out",
+            out.to_str().unwrap(),
+        ],
         &[],
         Duration::from_secs(60),
     );
-    m.ran.assert_fails_with(&["greedy.wasm", "memories and tables past the instance's cap of 256 MiB", "limits.memory-mib"]);
+    m.ran.assert_fails_with(&[
+        "greedy.wasm",
+        "memories and tables past the instance's cap of 256 MiB",
+        "limits.memory-mib",
+    ]);
     assert!(m.peak_rss < RSS_UNDER_CAP, "peak RSS {} MiB", m.peak_rss / MIB);
 }
 
@@ -185,7 +197,7 @@ fn tables_count_against_the_cap_and_an_instance_that_cannot_fit_is_refused() {
     // grows, over the 256 MiB default, so instantiation itself must fail.
     std::fs::write(&wasm, greedy_component(1, 1, 40, 1 << 20)).unwrap();
     let config = config_with(dir.path(), "sizing", &wasm, "");
-    let m = host_measured(&["config", "check", "--config", config.to_str().unwrap()], &[], Duration::from_secs(60));
+    let m = host_measured(&["config", "check", config.to_str().unwrap()], &[], Duration::from_secs(60));
     m.ran.assert_fails_with(&["tables.wasm", "instantiation failed", "growing a table", "cap of 256 MiB"]);
     assert!(m.peak_rss < RSS_UNDER_CAP, "peak RSS {} MiB", m.peak_rss / MIB);
 }
@@ -196,7 +208,7 @@ fn config_check_refuses_a_memory_cap_too_small_to_work() {
     let mut config = ConfigFile::reference(&repo().join("data"));
     config.slices.get_mut("strategy").unwrap().extra.push("limits = { memory-mib = 1 }".into());
     let path = config.write(dir.path());
-    host(&["config", "check", "--config", path.to_str().unwrap()])
+    host(&["config", "check", path.to_str().unwrap()])
         .assert_fails_with(&["slices.strategy.limits.memory-mib must be between 4 and 65536, got 1"]);
 }
 
@@ -279,11 +291,19 @@ fn configs_that_are_devices_fifos_or_huge_are_refused_at_once() {
     std::fs::File::create(&huge).unwrap().set_len(3 << 30).unwrap();
     let (fifo, link, huge) = (fifo.to_str().unwrap(), link.to_str().unwrap(), huge.to_str().unwrap());
     let cases: [(&[&str], &[(&str, &str)], &[&str]); 5] = [
-        (&["config", "check", "--config", "/dev/zero"], &[], &["/dev/zero", "character device, not a regular file"]),
-        (&["config", "check", "--config", link], &[], &[link, "character device, not a regular file"]),
-        (&["config", "check"], &[("STRATA_CONFIG", "/dev/zero")], &["/dev/zero", "not a regular file"]),
-        (&["run", "--config", fifo, "--symbols", "BTC-USD"], &[], &[fifo, "FIFO (named pipe), not a regular file"]),
-        (&["config", "check", "--config", huge], &[], &[huge, "3221225472 bytes, more than the 1048576 allowed"]),
+        (&["config", "check", "/dev/zero"], &[], &["/dev/zero", "character device, not a regular file"]),
+        (&["config", "check", link], &[], &[link, "character device, not a regular file"]),
+        (
+            &["run", "--symbols", "BTC-USD"],
+            &[("STRATA_CONFIG", "/dev/zero")],
+            &["/dev/zero", "not a regular file"],
+        ),
+        (
+            &["run", "--config", fifo, "--symbols", "BTC-USD"],
+            &[],
+            &[fifo, "FIFO (named pipe), not a regular file"],
+        ),
+        (&["config", "check", huge], &[], &[huge, "3221225472 bytes, more than the 1048576 allowed"]),
     ];
     for (args, env, fragments) in cases {
         let m = host_measured(args, env, Duration::from_secs(30));
@@ -301,9 +321,12 @@ fn plugins_that_are_fifos_or_huge_are_refused_at_once() {
     // Sparse, one byte over the 256 MiB plugin cap.
     let huge = dir.path().join("huge.wasm");
     std::fs::File::create(&huge).unwrap().set_len((256 << 20) + 1).unwrap();
-    for (plugin, fragment) in [(&fifo, "FIFO (named pipe), not a regular file"), (&huge, "268435457 bytes, more than the 268435456 allowed")] {
+    for (plugin, fragment) in [
+        (&fifo, "FIFO (named pipe), not a regular file"),
+        (&huge, "268435457 bytes, more than the 268435456 allowed"),
+    ] {
         let config = config_with(dir.path(), "strategy", plugin, "");
-        let m = host_measured(&["config", "check", "--config", config.to_str().unwrap()], &[], Duration::from_secs(30));
+        let m = host_measured(&["config", "check", config.to_str().unwrap()], &[], Duration::from_secs(30));
         m.ran.assert_fails_with(&[&plugin.display().to_string(), fragment]);
         assert!(m.took < Duration::from_secs(10), "{} took {:?}", plugin.display(), m.took);
     }

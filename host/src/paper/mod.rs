@@ -48,7 +48,9 @@ use crate::orchestrator::{Backtest, BacktestSettings, ChainSetup, Progress, Slic
 use crate::runtime::Runtime;
 use crate::time::iso;
 use audit::{AuditLog, StepRecorder, step_line};
-use generation::{Clock, ConfigWatch, Generation, LatencyRegistry, PaperFactory, components_dir, pin_components};
+use generation::{
+    Clock, ConfigWatch, Generation, LatencyRegistry, PaperFactory, components_dir, pin_components,
+};
 use status::{SessionState, SharedStatus, Status};
 use store::{ConfigVersion, SliceSnapshot, Store};
 

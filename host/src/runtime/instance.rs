@@ -14,11 +14,11 @@ use crate::model::{
     Action, Bar, ConfigParam, ConfigValue, Fill, Order, OrderEvent, OrderId, OrderType, PluginInfo, Regime,
     Side, Signal, SizingRequest, SliceKind, SourceInfo, Symbol, TimeInForce, Timestamp,
 };
-use crate::text::{self, bound_owned, bounded_escaped};
 use crate::slice::{
     AnalysisSlice, DataSlice, ExecutionSlice, Failure, RegimeSlice, SizingSlice, Slice, SliceError,
     SliceHealth, SliceLabel, SliceResult, StrategySlice,
 };
+use crate::text::{self, bound_owned, bounded_escaped};
 
 /// One instance of a component, exporting the guest interface `G`.
 pub struct WasmSlice<G> {
@@ -128,8 +128,9 @@ impl<G> WasmSlice<G> {
             let printed = bounded_escaped(&last.join(" | "), text::MESSAGE_MAX);
             reason.push_str(&format!("; it printed: {printed}"));
         }
-        let backtrace =
-            err.downcast_ref::<WasmBacktrace>().map(|bt| bounded_escaped(&bt.to_string(), text::BACKTRACE_MAX));
+        let backtrace = err
+            .downcast_ref::<WasmBacktrace>()
+            .map(|bt| bounded_escaped(&bt.to_string(), text::BACKTRACE_MAX));
         Failure::Trapped { reason, backtrace }
     }
 
@@ -427,10 +428,9 @@ fn parse_decimal(field: &str, text: &str) -> Result<Decimal, String> {
     let plain = !text.is_empty()
         && text.len() <= 40
         && text.trim_start_matches('-').chars().all(|c| c.is_ascii_digit() || c == '.');
-    plain
-        .then(|| Decimal::from_str(text).ok())
-        .flatten()
-        .ok_or_else(|| format!("`{field}` is \"{}\", not a decimal in plain notation", bounded_escaped(text, 64)))
+    plain.then(|| Decimal::from_str(text).ok()).flatten().ok_or_else(|| {
+        format!("`{field}` is \"{}\", not a decimal in plain notation", bounded_escaped(text, 64))
+    })
 }
 
 /// A plugin's self-description in domain types, every text in it bounded and

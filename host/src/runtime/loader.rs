@@ -13,8 +13,8 @@ use wasmtime::component::{InstancePre, Linker};
 use super::INTERFACE_VERSION;
 use super::cache::{Cache, CacheOutcome};
 use super::sandbox::SliceState;
-use crate::files;
 use crate::bindings::{analysis, data, execution, regime, sizing, snapshot, strategy};
+use crate::files;
 use crate::model::{PluginInfo, SliceKind};
 
 /// A compiled component that passed every check for one slice kind.

@@ -111,7 +111,10 @@ impl Runtime {
         .map_err(|e| {
             // A trap from a refused growth says only `unreachable`; the cap says why.
             let refusal = store.data().limits.refusal().map(|r| format!(" ({r})")).unwrap_or_default();
-            describe_failed(format!("{}{refusal}", crate::text::bounded_escaped(&format!("{e:#}"), crate::text::MESSAGE_MAX)))
+            describe_failed(format!(
+                "{}{refusal}",
+                crate::text::bounded_escaped(&format!("{e:#}"), crate::text::MESSAGE_MAX)
+            ))
         })?;
         let info = info_from_wire(info);
         loader::check_description(&plugin, &info)?;
@@ -137,10 +140,14 @@ impl Runtime {
             .map_err(|e| fail(Failure::Returned(format!("{e:#}"))))?;
         let deadline = Duration::from_millis(sandbox.limits.deadline_ms);
         store.set_epoch_deadline(engine::deadline_ticks(deadline));
-        let instance = plugin.pre.instantiate(&mut store).map_err(|e| match store.data().limits.refusal() {
-            Some(refusal) => fail(Failure::Trapped { reason: format!("cannot be instantiated: {refusal}"), backtrace: None }),
-            None => trapped(e),
-        })?;
+        let instance =
+            plugin.pre.instantiate(&mut store).map_err(|e| match store.data().limits.refusal() {
+                Some(refusal) => fail(Failure::Trapped {
+                    reason: format!("cannot be instantiated: {refusal}"),
+                    backtrace: None,
+                }),
+                None => trapped(e),
+            })?;
         let guest = load(&plugin.exports, &mut store, &instance)
             .ok_or_else(|| fail(Failure::Invalid(format!("is not {} slice", plugin.kind))))?
             .map_err(trapped)?;

@@ -104,7 +104,8 @@ impl PluginLog {
         // Escaped, so a record is one line that cannot pass for the host's own.
         let mut text = bounded_escaped(message, text::MESSAGE_MAX);
         for f in fields.iter().take(LOG_FIELDS_MAX) {
-            let (key, value) = (bounded_escaped(&f.key, LOG_KEY_MAX), bounded_escaped(&f.value, LOG_VALUE_MAX));
+            let (key, value) =
+                (bounded_escaped(&f.key, LOG_KEY_MAX), bounded_escaped(&f.value, LOG_VALUE_MAX));
             text.push_str(&format!(" {key}={value}"));
         }
         if self.remaining == 0 {
@@ -248,7 +249,12 @@ impl InstanceLimits {
 }
 
 impl ResourceLimiter for InstanceLimits {
-    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if maximum.is_some_and(|max| desired > max) {
             return Ok(false);
         }
@@ -260,7 +266,12 @@ impl ResourceLimiter for InstanceLimits {
         Ok(())
     }
 
-    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > Self::TABLE_ELEMENTS || maximum.is_some_and(|max| desired > max) {
             return Ok(false);
         }
@@ -329,8 +340,7 @@ pub fn link_bounded_sleeps(linker: &mut wasmtime::component::Linker<SliceState>)
 pub fn link_regular_files_only(linker: &mut wasmtime::component::Linker<SliceState>) -> anyhow::Result<()> {
     use wasmtime::component::Resource;
     use wasmtime_wasi::filesystem::WasiFilesystemView;
-    // The sync world's `HostDescriptor` reports errors in the async
-    // bindings' `ErrorCode`; both lower to the same WIT enum.
+    // wasmtime-wasi's errors carry the async bindings' `error-code`, the same WIT type.
     use wasmtime_wasi::p2::bindings::filesystem::types::ErrorCode;
     use wasmtime_wasi::p2::bindings::sync::filesystem::types::{
         self as fs, DescriptorFlags, HostDescriptor, OpenFlags, PathFlags,
