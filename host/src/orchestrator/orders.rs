@@ -348,12 +348,12 @@ impl Backtest<'_> {
                     };
                     let missing = || invalid(format!("event for order {id}, which is not working"));
                     let w = chain.working.iter_mut().find(|w| w.order.id == id).ok_or_else(missing)?;
-                    let book = (|| {
-                        let filled = w.filled.checked_add(fill.quantity)?;
-                        let notional = w.notional.checked_add(fill.quantity.checked_mul(fill.price)?)?;
-                        Some((filled, notional, w.fees.checked_add(fill.fee)?))
-                    })();
-                    let Some((filled, notional, fees)) = book else {
+                    let book = w
+                        .filled
+                        .checked_add(fill.quantity)
+                        .zip(fill.quantity.checked_mul(fill.price).and_then(|n| w.notional.checked_add(n)))
+                        .zip(w.fees.checked_add(fill.fee));
+                    let Some(((filled, notional), fees)) = book else {
                         return Err(ledger_error(crate::portfolio::LedgerError(
                             "the order's totals are beyond what a decimal holds".into(),
                         )));

@@ -251,34 +251,10 @@ impl SimExecution {
         let rule = self.rule;
         let w = &mut self.working[i];
         let Some(m) = match_order(w, bar, rule) else { return };
-        // Checked throughout: prices and quantities from the host are
-        // bounded, but a fill this slice cannot compute exactly is rejected
-        // with its reason, never a panic.
-        let fill = (|| {
-            let open = w.order.quantity.checked_sub(w.filled)?;
-            let quantity = match self.max_volume_fraction {
-                Some(cap) => {
-                    let available = price_to_decimal(bar.volume).unwrap_or_default().checked_mul(cap)?;
-                    open.min(available.round_dp_with_strategy(8, RoundingStrategy::ToZero))
-                }
-                None => open,
-            };
-            if quantity <= Decimal::ZERO {
-                return Some(None);
-            }
-            let price = slipped(self.slippage, m, w.order.side, quantity, bar)?;
-            let bps = if m.taker { self.taker_bps } else { self.maker_bps };
-            let notional = quantity.checked_mul(price)?;
-            let mut fee = notional.checked_mul(bps)?.checked_div(Decimal::from(10_000))?;
-            if !w.fixed_fee_paid {
-                // A fee is never more than what the fill is worth (the host
-                // refuses that): a fixed fee on a tiny fill is capped.
-                fee = fee.checked_add(self.fixed_fee)?.min(notional);
-            }
-            Some(Some((price, quantity, fee, w.filled.checked_add(quantity)?)))
-        })();
-        match fill {
-            Some(Some((price, quantity, fee, filled))) => {
+        let terms = self.terms(&self.working[i], m, bar);
+        let w = &mut self.working[i];
+        match terms {
+            Some(Some(FillTerms { price, quantity, fee, filled })) => {
                 w.fixed_fee_paid = true;
                 w.filled = filled;
                 events.push(OrderEvent::Filled(Fill {
@@ -295,6 +271,34 @@ impl SimExecution {
                 reason: "the fill's price, notional or fee is beyond what a decimal holds".into(),
             }),
         }
+    }
+
+    /// The terms of `w`'s fill at `m`: `Some(None)` when nothing is available
+    /// to fill, `None` when an amount is beyond what a decimal holds. Checked
+    /// throughout: prices and quantities from the host are bounded, but a
+    /// fill this slice cannot compute exactly is rejected, never a panic.
+    fn terms(&self, w: &Working, m: Match, bar: &Bar) -> Option<Option<FillTerms>> {
+        let open = w.order.quantity.checked_sub(w.filled)?;
+        let quantity = match self.max_volume_fraction {
+            Some(cap) => {
+                let available = price_to_decimal(bar.volume).unwrap_or_default().checked_mul(cap)?;
+                open.min(available.round_dp_with_strategy(8, RoundingStrategy::ToZero))
+            }
+            None => open,
+        };
+        if quantity <= Decimal::ZERO {
+            return Some(None);
+        }
+        let price = slipped(self.slippage, m, w.order.side, quantity, bar)?;
+        let bps = if m.taker { self.taker_bps } else { self.maker_bps };
+        let notional = quantity.checked_mul(price)?;
+        let mut fee = notional.checked_mul(bps)?.checked_div(Decimal::from(10_000))?;
+        if !w.fixed_fee_paid {
+            // A fee is never more than what the fill is worth (the host
+            // refuses that): a fixed fee on a tiny fill is capped.
+            fee = fee.checked_add(self.fixed_fee)?.min(notional);
+        }
+        Some(Some(FillTerms { price, quantity, fee, filled: w.filled.checked_add(quantity)? }))
     }
 
     /// Reports filled orders as done and IOC orders' remainders as cancelled.
@@ -326,6 +330,14 @@ impl SimExecution {
             });
         }
     }
+}
+
+/// A fill's price, quantity and fee, and the order's filled quantity after it.
+struct FillTerms {
+    price: Decimal,
+    quantity: Decimal,
+    fee: Decimal,
+    filled: Decimal,
 }
 
 /// The fill price after slippage: against the order, never outside the bar.
