@@ -203,6 +203,7 @@ mod tests {
             faults: super::super::FaultSettings::default(),
             risk: crate::risk::RiskLimits::default(),
             shorting: crate::config::ShortingSection::default(),
+            account: crate::account::AccountSection::default(),
             live: false,
             threads: 1,
             trade_from: None,
