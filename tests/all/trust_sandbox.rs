@@ -290,7 +290,9 @@ fn configs_that_are_devices_fifos_or_huge_are_refused_at_once() {
     let huge = dir.path().join("huge.toml");
     std::fs::File::create(&huge).unwrap().set_len(3 << 30).unwrap();
     let (fifo, link, huge) = (fifo.to_str().unwrap(), link.to_str().unwrap(), huge.to_str().unwrap());
-    let cases: [(&[&str], &[(&str, &str)], &[&str]); 5] = [
+    // (arguments, environment, fragments the error must show)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: [Case; 5] = [
         (&["config", "check", "/dev/zero"], &[], &["/dev/zero", "character device, not a regular file"]),
         (&["config", "check", link], &[], &[link, "character device, not a regular file"]),
         (

@@ -82,7 +82,9 @@ fn three_symbols_on_the_default_config_never_borrow() {
         .iter()
         .map(|r| (reference::parse_ts(&r[0]), (d(&r[1]), d(&r[2]))))
         .collect();
-    let mut fills_at: BTreeMap<i64, Vec<(String, bool, Decimal, Decimal, Decimal)>> = BTreeMap::new();
+    // symbol, is a buy, quantity, price, fee
+    type FillRow = (String, bool, Decimal, Decimal, Decimal);
+    let mut fills_at: BTreeMap<i64, Vec<FillRow>> = BTreeMap::new();
     for f in &fills {
         // ts,order_id,symbol,side,qty,price,fee
         let entry = (f[2].clone(), f[3] == "buy", d(&f[4]), d(&f[5]), d(&f[6]));

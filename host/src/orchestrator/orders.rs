@@ -437,7 +437,7 @@ fn check_fill(fill: &Fill, working: &WorkingOrder, filled_so_far: Decimal, bar: 
     // with other shortest digits (a tie broken the other way) names the
     // same price, and is inside the bar.
     let price = decimal_to_price(fill.price);
-    if !(bar.low <= price && price <= bar.high) || !price_in_range(fill.price) {
+    if !(bar.low <= price && price <= bar.high && price_in_range(fill.price)) {
         let (low, high) = (price_to_decimal(bar.low), price_to_decimal(bar.high));
         let show = |d: Option<Decimal>, f: f64| d.map_or_else(|| format!("{f:e}"), |d| d.to_string());
         return Err(format!(

@@ -354,10 +354,10 @@ pub fn link_regular_files_only(linker: &mut wasmtime::component::Linker<SliceSta
         |mut store, (fd, path_flags, path, open_flags, flags): OpenAtArgs| {
             let state: &mut SliceState = store.data_mut();
             let follow = path_flags.contains(PathFlags::SYMLINK_FOLLOW);
-            if let Ok(wasmtime_wasi::filesystem::Descriptor::Dir(dir)) = state.table.get(&fd) {
-                if special_file_at(&dir.dir, &path, follow) {
-                    return Ok((Err(ErrorCode::NotPermitted),));
-                }
+            if let Ok(wasmtime_wasi::filesystem::Descriptor::Dir(dir)) = state.table.get(&fd)
+                && special_file_at(&dir.dir, &path, follow)
+            {
+                return Ok((Err(ErrorCode::NotPermitted),));
             }
             let mut view = state.filesystem();
             match HostDescriptor::open_at(&mut view, fd, path_flags, path, open_flags, flags) {
