@@ -414,12 +414,17 @@ impl LoadedConfig {
         let text = crate::files::read_text_bounded(path, crate::files::CONFIG_MAX, "config file")?;
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
         let mut config: RunConfig = toml::from_str(&text).map_err(|e| {
-            let problems = section_problems(&text);
+            // toml stops at the first problem; every unknown key is named
+            // at once, with the parse error itself unless it is one of them.
+            let message = parse_message(&text, &e);
+            let mut problems = section_problems(&text);
             if problems.is_empty() {
-                ConfigError::Parse { path: path.clone(), message: parse_message(&text, &e) }
-            } else {
-                ConfigError::Invalid { path: path.clone(), problems }
+                return ConfigError::Parse { path: path.clone(), message };
             }
+            if !e.message().starts_with("unknown field") {
+                problems.insert(0, message);
+            }
+            ConfigError::Invalid { path: path.clone(), problems }
         })?;
         let dir = path.parent().unwrap_or(Path::new("."));
         for kind in SliceKind::ALL {
@@ -613,10 +618,10 @@ fn check_section<T: serde::de::DeserializeOwned>(
         };
         match unknown.filter(|_| removed) {
             Some(field) => problems.push(format!("{}[{name}] {message}", line_prefix(text, name, &field))),
-            None => {
-                problems.push(format!("[{name}] {message}"));
-                return;
-            }
+            // Any other problem is the parse error's to report, with its
+            // line and column: a section deserialized on its own can fail
+            // in ways the whole file does not (spanned values).
+            None => return,
         }
     }
 }
