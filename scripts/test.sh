@@ -32,4 +32,4 @@ say "running clippy (warnings are errors)"
 cargo clippy --locked --workspace --all-targets --release -- -D warnings
 
 say "running the tests"
-cargo test --locked --release --workspace "$@"
+cargo test --locked --release --workspace --no-fail-fast "$@"

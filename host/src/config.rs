@@ -356,8 +356,10 @@ fn default_deadline_ms() -> u64 {
     DEFAULT_DEADLINE_MS
 }
 /// Smallest `limits.memory-mib`: the cap covers every memory and table of
-/// an instance, and a Rust slice's memory starts at about 1.1 MiB (its
-/// stack and static data) before it allocates anything; MEASURED below.
+/// an instance, and a Rust slice's memory starts at 17 pages (1.06 MiB: its
+/// stack and static data, as wasmtime reports when the cap is 1 MiB) before
+/// it allocates anything; the reference chain runs a whole BTC backtest with
+/// every slice at 4 (`tests/all/trust_sandbox.rs`).
 pub const MIN_MEMORY_MIB: u64 = 4;
 
 fn default_memory_mib() -> u64 {

@@ -210,6 +210,25 @@ fn config_check_refuses_a_memory_cap_too_small_to_work() {
     let path = config.write(dir.path());
     host(&["config", "check", path.to_str().unwrap()])
         .assert_fails_with(&["slices.strategy.limits.memory-mib must be between 4 and 65536, got 1"]);
+
+    // The minimum is one that works: the whole reference chain, every slice
+    // capped at 4 MiB, runs eleven years of daily BTC.
+    let mut config = ConfigFile::reference(&shared_data());
+    for kind in ["data", "analysis", "regime", "strategy", "sizing", "execution"] {
+        config.slices.get_mut(kind).unwrap().extra.push("limits = { memory-mib = 4 }".into());
+    }
+    let path = config.write(dir.path());
+    let out = dir.path().join("out-4mib");
+    let ran = host(&[
+        "run",
+        "--config",
+        path.to_str().unwrap(),
+        "--symbols",
+        "BTC-USD-1d",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ran.ok(), "the reference chain at the minimum cap failed: {ran:#?}");
 }
 
 // ---- 2. plugin text is bounded and escaped ----
