@@ -483,8 +483,12 @@ impl LoadedConfig {
         for kind in SliceKind::ALL {
             let section = self.config.slices.get(kind);
             let key = format!("slices.{kind}");
-            if !section.plugin.is_file() {
-                problems.push(format!(
+            // Opened as the loader will open it (without blocking, regular
+            // files only, within the size cap), so a FIFO or a huge file is
+            // named here rather than found when the run starts.
+            match crate::files::open_regular(&section.plugin, crate::files::PLUGIN_MAX, "plugin") {
+                Ok(_) => {}
+                Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => problems.push(format!(
                     "{key}.plugin: {} does not exist{}",
                     excerpt(&section.plugin.to_string_lossy()),
                     if section.plugin.starts_with(built_plugins_hint_dir(&self.path)) {
@@ -492,7 +496,8 @@ impl LoadedConfig {
                     } else {
                         ""
                     }
-                ));
+                )),
+                Err(e) => problems.push(format!("{key}.plugin: {e}")),
             }
             for (guest, host) in &section.grants.read_dirs {
                 if !guest.starts_with('/') {
@@ -565,8 +570,9 @@ fn section_problems(text: &str) -> Vec<String> {
             }
             "slices" => slices_problems(text, value, &mut problems),
             other => problems.push(format!(
-                "{}unknown top-level key `{other}` (the sections are {SECTIONS})",
-                line_prefix(text, "", other)
+                "{}unknown top-level key `{}` (the sections are {SECTIONS})",
+                line_prefix(text, "", other),
+                excerpt(other)
             )),
         }
     }
@@ -586,7 +592,11 @@ fn slices_problems(text: &str, value: &toml::Value, problems: &mut Vec<String>) 
             Some(_) => check_section::<SliceSection>(text, &format!("slices.{kind}"), section, problems),
             None => {
                 let kinds: Vec<&str> = SliceKind::ALL.iter().map(|k| k.as_str()).collect();
-                problems.push(format!("unknown slice kind [slices.{kind}] (one of {})", kinds.join(", ")));
+                problems.push(format!(
+                    "unknown slice kind [slices.{}] (one of {})",
+                    excerpt(kind),
+                    kinds.join(", ")
+                ));
             }
         }
     }
@@ -597,6 +607,9 @@ fn slices_problems(text: &str, value: &toml::Value, problems: &mut Vec<String>) 
     }
 }
 
+/// How many unknown keys of one section a parse error names.
+const MAX_UNKNOWN_KEYS_NAMED: usize = 20;
+
 /// Deserializes one section on its own; each unknown key is reported and
 /// removed, and the section tried again, so every unknown key is named.
 fn check_section<T: serde::de::DeserializeOwned>(
@@ -606,20 +619,26 @@ fn check_section<T: serde::de::DeserializeOwned>(
     problems: &mut Vec<String>,
 ) {
     let mut value = value.clone();
-    // Bounded: each pass removes one key.
-    loop {
+    // Bounded: each pass removes one key, and a file of nothing but unknown
+    // keys is cut short after a screenful of them.
+    for _ in 0..MAX_UNKNOWN_KEYS_NAMED {
         let Err(e) = value.clone().try_into::<T>() else { return };
         let message = e.message().trim().to_owned();
         let unknown = message
             .strip_prefix("unknown field `")
             .and_then(|rest| rest.split_once('`'))
-            .map(|(field, _)| field.to_owned());
+            .map(|(field, rest)| (field.to_owned(), rest.to_owned()));
         let removed = match (&unknown, value.as_table_mut()) {
-            (Some(field), Some(table)) => table.remove(field).is_some(),
+            (Some((field, _)), Some(table)) => table.remove(field).is_some(),
             _ => false,
         };
         match unknown.filter(|_| removed) {
-            Some(field) => problems.push(format!("{}[{name}] {message}", line_prefix(text, name, &field))),
+            // The key is quoted as an excerpt: a key can be as long as the file.
+            Some((field, expected)) => problems.push(format!(
+                "{}[{name}] unknown field `{}`{expected}",
+                line_prefix(text, name, &field),
+                excerpt(&field)
+            )),
             // Any other problem is the parse error's to report, with its
             // line and column: a section deserialized on its own can fail
             // in ways the whole file does not (spanned values).

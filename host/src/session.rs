@@ -69,8 +69,10 @@ pub fn load_components(runtime: &Runtime, config: &LoadedConfig, kinds: &[SliceK
 /// declares, and each slice's own `init` run in a throwaway instance with
 /// the run's grants and limits (a slice refusing its settings, an instance
 /// over its memory limit). Collects them all instead of stopping at the
-/// first; returns the loaded session when there is none.
-pub fn check_components(config: &LoadedConfig) -> (Vec<String>, Option<Session>) {
+/// first; returns the loaded session when there is none. Slices in
+/// `refused` already have a problem in their section (a memory cap out of
+/// range, say): they are not loaded, so each problem is reported once.
+pub fn check_components(config: &LoadedConfig, refused: &[SliceKind]) -> (Vec<String>, Option<Session>) {
     let mut problems = Vec::new();
     let runtime = match Runtime::new() {
         Ok(runtime) => runtime,
@@ -80,7 +82,7 @@ pub fn check_components(config: &LoadedConfig) -> (Vec<String>, Option<Session>)
     let mut settings = BTreeMap::new();
     for kind in SliceKind::ALL {
         let section = config.config.slices.get(kind);
-        if !section.plugin.is_file() {
+        if refused.contains(&kind) || !section.plugin.is_file() {
             // Already reported by `LoadedConfig::validate`.
             continue;
         }

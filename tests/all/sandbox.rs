@@ -43,8 +43,11 @@ impl Hostile {
         std::fs::create_dir(&data).unwrap();
         write_data(&data);
         let plugin = component(fixture);
+        // GOOD and BAD move together and enter together: 45% each fits the
+        // cash account, so BAD holds a position when its fixture strikes.
         let config = ConfigFile::reference(&data)
             .slice("analysis", |s| s.config = "fast = 2, slow = 3".into())
+            .slice("sizing", |s| s.config = "fraction = 0.45".into())
             .slice(kind, |s| {
                 s.plugin = plugin;
                 s.config = settings.into();

@@ -76,27 +76,35 @@ fn a_bad_field_quotes_an_excerpt_not_the_whole_field() {
 }
 
 #[test]
-fn a_config_line_of_5_mb_is_refused_naming_the_line_in_a_short_message() {
+fn a_config_line_of_900_kb_is_refused_naming_the_line_in_a_short_message() {
     let dir = tempdir();
     let config = ConfigFile::reference(&shared_data()).to_toml();
-    // An unterminated string on line 2: toml quotes the whole line in its own message.
-    let text = config.replacen("[run]\n", &format!("[run]\nseed = \"{}\n", "z".repeat(5 * 1024 * 1024)), 1);
+    // An unterminated string on line 2, just under the 1 MiB config cap:
+    // toml quotes the whole line in its own message.
+    let text = config.replacen("[run]\n", &format!("[run]\nseed = \"{}\n", "z".repeat(900 * 1024)), 1);
     let path = dir.path().join("huge.toml");
     std::fs::write(&path, text).unwrap();
     let ran = host(&["config", "check", path.to_str().unwrap()]);
     ran.assert_fails_with(&["huge.toml", "line 2, column", "seed = \"zzzz", "bytes)"]);
     assert_short(&ran);
+
+    // Past the cap the file is not parsed at all: its size is the message.
+    let text = config.replacen("[run]\n", &format!("[run]\nseed = \"{}\n", "z".repeat(5 * 1024 * 1024)), 1);
+    std::fs::write(&path, text).unwrap();
+    let ran = host(&["config", "check", path.to_str().unwrap()]);
+    ran.assert_fails_with(&["huge.toml", "more than the 1048576 allowed"]);
+    assert_short(&ran);
 }
 
 #[test]
-fn a_config_key_of_5_mb_is_refused_naming_the_line_in_a_short_message() {
+fn a_config_key_of_900_kb_is_refused_naming_the_line_in_a_short_message() {
     let dir = tempdir();
     let config = ConfigFile::reference(&shared_data()).to_toml();
-    let text = config.replacen("[run]\n", &format!("[run]\n{} = 1\n", "k".repeat(5 * 1024 * 1024)), 1);
+    let text = config.replacen("[run]\n", &format!("[run]\n{} = 1\n", "k".repeat(900 * 1024)), 1);
     let path = dir.path().join("key.toml");
     std::fs::write(&path, text).unwrap();
     let ran = host(&["config", "check", path.to_str().unwrap()]);
-    ran.assert_fails_with(&["key.toml", "line 2, column 1", "unknown field `kkkk"]);
+    ran.assert_fails_with(&["key.toml", "line 2:", "unknown field `kkkk", "bytes)`"]);
     assert_short(&ran);
 }
 

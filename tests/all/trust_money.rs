@@ -181,10 +181,16 @@ fn a_sizer_answering_the_largest_decimal_is_a_named_fault() {
 fn an_absurd_fee_is_refused_and_never_reaches_the_ledger() {
     for fee in ["max", "huge"] {
         let mut setup = Setup::new(None);
-        setup.config = setup.config.clone().slice("execution", |s| {
-            s.plugin = component("hostile-execution");
-            s.config = format!("fee = \"{fee}\"");
-        });
+        setup.config = setup
+            .config
+            .clone()
+            .slice("execution", |s| {
+                s.plugin = component("hostile-execution");
+                s.config = format!("fee = \"{fee}\"");
+            })
+            // GOOD and BAD enter together: 45% each fits the cash account,
+            // so BAD's entry reaches the execution slice and its fee.
+            .slice("sizing", |s| s.config = "fraction = 0.45".into());
         let (ran, out) = setup.run("halt", "GOOD,BAD");
         ran.assert_fails_with(&[
             "execution slice hostile-execution 0.1.0",

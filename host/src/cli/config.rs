@@ -44,7 +44,11 @@ pub fn execute(cmd: ConfigCommand) -> Result<ExitCode> {
         Err(ConfigError::Invalid { problems: found, .. }) => problems.extend(found),
         Err(other) => problems.push(other.to_string()),
     }
-    let (found, session) = crate::session::check_components(&config);
+    let refused: Vec<SliceKind> = SliceKind::ALL
+        .into_iter()
+        .filter(|kind| problems.iter().any(|p| p.starts_with(&format!("slices.{kind}."))))
+        .collect();
+    let (found, session) = crate::session::check_components(&config, &refused);
     problems.extend(found);
     let search = match &session {
         Some(session) => crate::optimize::check(session).unwrap_or_else(|e| {

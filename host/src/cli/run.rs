@@ -392,6 +392,7 @@ fn summarize(
             first_bar: r.first_ts.map(iso),
             last_bar: r.last_ts.map(iso),
             source: r.source,
+            active: r.active,
         })
         .collect();
     let slices = SliceKind::ALL

@@ -256,8 +256,13 @@ struct FileStamp {
 }
 
 impl ConfigWatch {
-    pub fn new(path: &Path, text: String) -> Self {
-        ConfigWatch { text: Arc::new(std::sync::Mutex::new(text)), seen: stamp(path) }
+    /// `text` is the config version in use. A fresh session just read it
+    /// from `path`; a resumed one runs its stored versions, so the file
+    /// counts as unseen and the first check reads it (a file edited, or
+    /// broken, while the session was down is reloaded or refused then).
+    pub fn new(path: &Path, text: String, resumed: bool) -> Self {
+        let seen = if resumed { None } else { stamp(path) };
+        ConfigWatch { text: Arc::new(std::sync::Mutex::new(text)), seen }
     }
 
     /// True when the file looks different from the last time this was asked.

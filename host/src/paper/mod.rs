@@ -292,6 +292,7 @@ pub fn run(opts: Options) -> Result<ExitCode> {
     // The config versions of the session: the stored ones on a restart, else the file's.
     let runtime = Arc::new(Runtime::new().context("cannot start the WebAssembly runtime")?);
     let mut versions = store.config_versions()?;
+    let resumed = !versions.is_empty();
     // A restart runs the stored config versions; the file is read again by
     // the reload check, so a broken file cannot stop a session from resuming.
     let source_dir = match store.meta("source_dir")? {
@@ -329,8 +330,11 @@ pub fn run(opts: Options) -> Result<ExitCode> {
     for v in &versions[first_index + 1..] {
         later.push((v.after_ts.unwrap_or_default(), load(v)?));
     }
-    let mut last_file_text =
-        ConfigWatch::new(&opts.config, versions.last().map(|v| v.file_text.clone()).unwrap_or_default());
+    let mut last_file_text = ConfigWatch::new(
+        &opts.config,
+        versions.last().map(|v| v.file_text.clone()).unwrap_or_default(),
+        resumed,
+    );
     let start_cash = first.config.config.run.start_cash;
     store.check_identity(&opts.symbols, start_cash)?;
 
@@ -713,7 +717,16 @@ fn update_status(
 struct PendingReload {
     started: Instant,
     bars_before: u64,
-    task: std::thread::JoinHandle<Result<Option<PreparedReload>>>,
+    task: std::thread::JoinHandle<Result<ReloadOutcome>>,
+}
+
+/// What the reload thread found in the config file.
+enum ReloadOutcome {
+    /// The same text as the version in use (or the path is briefly missing).
+    Unchanged,
+    /// Edited, but in nothing that affects the session (comments, say).
+    NoEffect,
+    Ready(PreparedReload),
 }
 
 /// A config version whose components are compiled and checked and whose
@@ -748,10 +761,12 @@ fn start_reload(
     let (runtime, current) = (Arc::clone(runtime), factory.current());
     let task = std::thread::Builder::new()
         .name("config-reload".into())
-        .spawn(move || -> Result<Option<PreparedReload>> {
+        .spawn(move || -> Result<ReloadOutcome> {
             let text = match crate::files::read_text_bounded(&opts.config, crate::files::CONFIG_MAX, "config file") {
                 // An editor saving by rename leaves the path missing for a moment.
-                Err(e) if !forced && e.io_kind() == Some(std::io::ErrorKind::NotFound) => return Ok(None),
+                Err(e) if !forced && e.io_kind() == Some(std::io::ErrorKind::NotFound) => {
+                    return Ok(ReloadOutcome::Unchanged);
+                }
                 other => other?,
             };
             {
@@ -760,7 +775,7 @@ fn start_reload(
                     if forced {
                         tracing::info!("SIGHUP: {} is unchanged", opts.config.display());
                     }
-                    return Ok(None);
+                    return Ok(ReloadOutcome::Unchanged);
                 }
                 last.clone_from(&text);
             }
@@ -784,9 +799,13 @@ fn start_reload(
             let loaded = LoadedConfig { path: opts.config.clone(), config: config.clone() };
             let next = Arc::new(Generation::load(&runtime, loaded, current.number + 1)?);
             if next.changed_slices(&current).is_empty() && next.config.config.risk == current.config.config.risk {
-                return Ok(None);
+                return Ok(ReloadOutcome::NoEffect);
             }
-            Ok(Some(PreparedReload { next, file_text: file.file_text, config_toml: toml::to_string(&config)? }))
+            Ok(ReloadOutcome::Ready(PreparedReload {
+                next,
+                file_text: file.file_text,
+                config_toml: toml::to_string(&config)?,
+            }))
         });
     match task {
         Ok(task) => {
@@ -816,8 +835,9 @@ fn finish_reload(
 ) -> Result<()> {
     status.lock().expect("status").reload_loading = false;
     let prepared = match pending.task.join() {
-        Ok(Ok(Some(p))) => p,
-        Ok(Ok(None)) => {
+        Ok(Ok(ReloadOutcome::Ready(p))) => p,
+        Ok(Ok(ReloadOutcome::Unchanged)) => return Ok(()),
+        Ok(Ok(ReloadOutcome::NoEffect)) => {
             tracing::info!("{} changed, but not in anything that affects the session", opts.config.display());
             return Ok(());
         }

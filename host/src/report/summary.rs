@@ -154,6 +154,8 @@ pub struct DataSummary {
     pub first_bar: Option<String>,
     pub last_bar: Option<String>,
     pub source: Option<SourceInfo>,
+    /// False when a fault policy dropped the symbol before the run's end.
+    pub active: bool,
 }
 
 /// How orders filled and what they cost.
