@@ -79,7 +79,7 @@ impl Chain {
             // processed, so `bars_done` counts them.
             if self.bars_done.saturating_add(k as u64) >= settings.max_bars_per_symbol {
                 let m = format!(
-                    "gave more than {} bars for the symbol, the run's limit (run.max-bars-per-symbol)",
+                    "gave more than {} bars for the symbol, the run's limit (run.max-bars-per-symbol; raise it if the data is real)",
                     settings.max_bars_per_symbol
                 );
                 unusable = Some((k, bar.ts, m));
