@@ -426,12 +426,14 @@ fn kind(v: &serde_json::Value) -> &'static str {
 /// The rows of a file this command wrote before, or none if there is no file.
 /// Any other file is refused rather than mixed with.
 fn read_existing(path: &Path, product: &str, g: Granularity) -> Result<Vec<Row>, FetchError> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(FetchError::Io { path: path.into(), source }),
-    };
     let file_err = |message: String| FetchError::File { path: path.into(), message };
+    // Read as every file the user names is: a FIFO or device in its place is
+    // refused without waiting, and the size is capped.
+    let file = match crate::files::open_regular(path, crate::files::RECORD_MAX, "data file") {
+        Ok((f, _)) => f,
+        Err(e) if e.io_kind() == Some(io::ErrorKind::NotFound) => return Ok(Vec::new()),
+        Err(e) => return Err(file_err(e.to_string())),
+    };
     let want = marker(product, g);
     let mut rows: Vec<Row> = Vec::new();
     let mut marked = false;

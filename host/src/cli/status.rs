@@ -27,7 +27,7 @@ pub fn execute(args: StatusArgs) -> Result<ExitCode> {
         (Some(url), _) => url.trim_start_matches("http://").trim_end_matches('/').to_owned(),
         (None, Some(out)) => {
             let file = out.join("http.addr");
-            std::fs::read_to_string(&file)
+            crate::files::read_text_bounded(&file, 4096, "address file")
                 .with_context(|| {
                     format!(
                         "cannot read {} (is the session running with [paper] http-port set?)",
@@ -46,6 +46,9 @@ pub fn execute(args: StatusArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Largest answer `host status` reads from a session's port.
+const MAX_ANSWER_BYTES: u64 = 16 << 20;
+
 /// A plain HTTP/1.0 GET to a local endpoint; the answer's body.
 pub fn get(addr: &str, path: &str) -> Result<String> {
     let mut stream =
@@ -53,7 +56,12 @@ pub fn get(addr: &str, path: &str) -> Result<String> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
     let mut text = String::new();
-    stream.read_to_string(&mut text).with_context(|| format!("no answer from {addr}"))?;
+    // /health and /metrics are a few KiB; whatever answers on the port is
+    // read up to a bound, not to its end.
+    stream
+        .take(MAX_ANSWER_BYTES)
+        .read_to_string(&mut text)
+        .with_context(|| format!("no answer from {addr}"))?;
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
         bail!("{addr}{path} answered {}", head.lines().next().unwrap_or_default());

@@ -64,6 +64,10 @@ pub fn prepare_file(dir: &Path, symbol: &Symbol, comments: &[String]) -> Result<
             .with_context(|| format!("cannot create the feed file {}", path.display()))?;
         return Ok(None);
     }
+    // The host's own file, but in a folder anyone with the session's rights
+    // can touch: checked as a regular file within the records cap first, so
+    // a FIFO or device in its place cannot stop the session.
+    crate::files::open_regular(&path, crate::files::RECORD_MAX, "feed file")?;
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
