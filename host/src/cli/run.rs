@@ -13,7 +13,7 @@ use super::progress::Progress;
 use crate::barfile;
 use crate::config::LoadedConfig;
 use crate::model::{SliceKind, Symbol, Timestamp};
-use crate::orchestrator::{Backtest, BacktestSettings, Recorder, RunError};
+use crate::orchestrator::{Backtest, BacktestSettings, Recorder, RunError, guarded};
 use crate::report::{self, ExecutionSummary, RunWriter, Series, SliceSummary, Summary, Tee, Timing};
 use crate::runtime::INTERFACE_VERSION;
 use crate::session::{Factory, Session};
@@ -217,37 +217,6 @@ pub fn execute(args: RunArgs) -> Result<ExitCode> {
             dir.display()
         ))),
     }
-}
-
-/// Runs `run`, turning a panic (a bug in the host: nothing from outside
-/// should reach one) into a run error, so the run's files and summary.json
-/// are still written with status `failed` and the exit code is 1 like any
-/// failed run, not 101 with nothing written. The panic's message and place
-/// go into the error instead of the default hook's output.
-pub(crate) fn guarded(run: impl FnOnce() -> Result<(), RunError>) -> Result<(), RunError> {
-    use std::sync::{Arc, Mutex};
-    let caught: Arc<Mutex<Option<String>>> = Arc::default();
-    let previous_hook = std::panic::take_hook();
-    let sink = Arc::clone(&caught);
-    std::panic::set_hook(Box::new(move |info| {
-        let message = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "(no message)".to_owned());
-        let place = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
-        if let Ok(mut slot) = sink.lock() {
-            slot.get_or_insert(format!("{message}{place}"));
-        }
-    }));
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run));
-    std::panic::set_hook(previous_hook);
-    outcome.unwrap_or_else(|_| {
-        let what =
-            caught.lock().ok().and_then(|mut slot| slot.take()).unwrap_or_else(|| "(no message)".into());
-        Err(RunError::Internal(what))
-    })
 }
 
 /// The latest last bar among the symbols' files in the data slice's granted
@@ -588,24 +557,6 @@ fn group(n: i128) -> String {
         out.push(c);
     }
     if n < 0 { format!("-{out}") } else { out }
-}
-
-#[cfg(test)]
-mod guard_tests {
-    use super::*;
-
-    #[test]
-    fn a_panic_in_the_run_becomes_a_run_error_naming_it() {
-        let result = guarded(|| panic!("unforeseen {}", 42));
-        let message = result.unwrap_err().to_string();
-        assert!(message.contains("unforeseen 42") && message.contains("run.rs"), "{message}");
-        // An error the run returns passes through unchanged.
-        let again = guarded(|| Err(RunError::Internal("plain error".into())));
-        assert_eq!(
-            again.unwrap_err().to_string(),
-            "internal error of the host (please report it): plain error"
-        );
-    }
 }
 
 #[cfg(test)]

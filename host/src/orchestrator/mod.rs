@@ -21,12 +21,15 @@
 //! deterministic, so the failure recurs.
 
 mod faults;
+mod guard;
 mod live;
 mod locate;
 mod orders;
 mod pipeline;
 mod positions;
 mod refill;
+
+pub use guard::guarded;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -474,7 +474,9 @@ pub fn run(opts: Options) -> Result<ExitCode> {
             let exhausted_before = status.lock().expect("status").feed.exhausted;
             let progress = {
                 let _guard = lock.lock().expect("feed lock");
-                backtest.advance(&mut rec)?
+                // A panic in a step (a host bug) fails the session with its
+                // files and summary written, as any failed step does.
+                crate::orchestrator::guarded(|| backtest.advance(&mut rec))?
             };
             // A fault is in the log whatever the progress (a data slice's fires while waiting).
             audit::log_faults(&mut audit, backtest.faults())?;
