@@ -10,6 +10,7 @@ use crate::config::FaultPolicy;
 use crate::model::{
     Bar, Order, OrderId, OrderType, Side, SliceKind, TimeInForce, Timestamp, price_to_decimal,
 };
+use crate::portfolio::LedgerError;
 use crate::slice::{Failure, SliceError};
 use crate::time::iso;
 
@@ -237,10 +238,22 @@ impl Backtest<'_> {
         if position.is_zero() {
             return Ok(());
         }
-        let price = price_to_decimal(price).expect("prices are validated as finite");
+        let symbol = self.chains[i].symbol.clone();
+        let refused =
+            |what: String| RunError::Ledger { symbol: symbol.clone(), at: ts, error: LedgerError(what) };
+        // Bars are checked on entry, so the price is in range; checked anyway,
+        // as all money is, so a gap in that reasoning is an error, not a panic.
+        let price = price_to_decimal(price)
+            .ok_or_else(|| refused(format!("host liquidation at {price:e}: not an exact decimal price")))?;
         let quantity = position.abs();
         let side = if position > Decimal::ZERO { Side::Sell } else { Side::Buy };
-        let fee = quantity * price * self.settings.faults.liquidation_fee_bps / Decimal::from(10_000);
+        let notional = quantity.checked_mul(price).ok_or_else(|| {
+            refused(format!("host liquidation of {quantity} at {price}: notional overflows"))
+        })?;
+        let fee = notional
+            .checked_mul(self.settings.faults.liquidation_fee_bps)
+            .map(|f| f / Decimal::from(10_000))
+            .ok_or_else(|| refused(format!("host liquidation of {quantity} at {price}: fee overflows")))?;
         let order = Order {
             id: OrderId(self.next_order_id),
             symbol: self.chains[i].symbol.clone(),
@@ -255,12 +268,17 @@ impl Backtest<'_> {
         self.next_order_id += 1;
         self.stats.orders += 1;
         self.stats.fills += 1;
+        // The ledger first: a fill it refuses is never recorded.
+        let trip = self
+            .ledger
+            .try_apply_fill(i, side, quantity, price, fee, ts)
+            .map_err(|error| RunError::Ledger { symbol: order.symbol.clone(), at: ts, error })?;
         let fill = crate::model::Fill { order_id: order.id, ts, price, quantity, fee };
         recorder.fill(&order.symbol, side, &fill)?;
-        if let Some(trip) = self.ledger.apply_fill(i, side, quantity, price, fee, ts) {
+        if let Some(trip) = trip {
             recorder.round_trip(&trip)?;
         }
-        let w = WorkingOrder { order, filled: quantity, notional: quantity * price, fees: fee };
+        let w = WorkingOrder { order, filled: quantity, notional, fees: fee };
         recorder.order(&order_record(
             w,
             OrderStatus::Filled,

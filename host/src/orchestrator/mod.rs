@@ -828,10 +828,10 @@ impl<'f> Backtest<'f> {
         }
         for &i in &active {
             let batch = &self.chains[i].batch;
-            if let Err(error) = self.ledger.try_mark(i, batch.bars[batch.cursor].close) {
+            let close = batch.bars[batch.cursor].close;
+            if let Err(error) = self.ledger.try_mark(i, close).and_then(|()| self.charge_borrow(i, ts)) {
                 return Err(RunError::Ledger { symbol: self.chains[i].symbol.clone(), at: ts, error });
             }
-            self.charge_borrow(i, ts);
             self.update_lifecycle(i, ts, true, recorder)?;
         }
         if let Some(reason) = self.gate.after_marks(self.ledger.equity()) {

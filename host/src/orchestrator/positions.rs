@@ -6,6 +6,7 @@ use rust_decimal::Decimal;
 
 use super::{Backtest, LifecycleEvent, PositionLife, PositionState, Recorder, RunError};
 use crate::model::{Side, Timestamp};
+use crate::portfolio::LedgerError;
 
 /// Milliseconds in the 365-day year borrow rates are quoted for.
 const MS_PER_YEAR: i64 = 365 * 86_400_000;
@@ -78,19 +79,28 @@ impl Backtest<'_> {
 
     /// Charges the borrow cost of a short position for the time since it was
     /// last charged, at the rate in `[shorting]`.
-    pub(super) fn charge_borrow(&mut self, i: usize, ts: Timestamp) {
+    pub(super) fn charge_borrow(&mut self, i: usize, ts: Timestamp) -> Result<(), LedgerError> {
         let rate = self.settings.shorting.borrow_bps_per_year;
         let quantity = self.ledger.position(i);
         let chain = &mut self.chains[i];
         let since = chain.borrow_paid_to.replace(ts);
         if rate.is_zero() || quantity >= Decimal::ZERO {
-            return;
+            return Ok(());
         }
-        let Some(since) = since else { return };
+        let Some(since) = since else { return Ok(()) };
         let value = self.ledger.position_value(i).abs();
-        let cost =
-            value * rate / Decimal::from(10_000) * Decimal::from(ts - since) / Decimal::from(MS_PER_YEAR);
-        self.ledger.charge_borrow(cost);
+        // Dividing by constants of at least one cannot overflow; the products can.
+        let cost = value
+            .checked_mul(rate)
+            .map(|v| v / Decimal::from(10_000))
+            .and_then(|v| v.checked_mul(Decimal::from(ts.saturating_sub(since))))
+            .map(|v| v / Decimal::from(MS_PER_YEAR))
+            .ok_or_else(|| {
+                LedgerError(format!(
+                    "the borrow cost of a short worth {value} at {rate} bps a year is outside the supported decimal range"
+                ))
+            })?;
+        self.ledger.try_charge_borrow(cost)
     }
 
     /// Charges a margin account's interest on the cash it owed since the
