@@ -236,6 +236,19 @@ impl Rng {
     }
 }
 
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
 /// The files that make up the ledger's history.
 const LEDGER_FILES: [&str; 5] = ["equity.csv", "fills.csv", "orders.csv", "trades.csv", "positions.csv"];
 
@@ -251,6 +264,10 @@ fn killed_with_sigkill_24_times_the_session_ends_with_the_ledger_of_an_uninterru
 
     // The same session at about 70 days of bars per second, killed at random points.
     let killed = Paper::new("6000000x");
+    // With the components it compiled already cached, as a user's restarts
+    // find them: the kills are meant to land among the bars, and compiling
+    // six components on a loaded 2-core machine can outlast every kill.
+    copy_dir(&straight.dir.path().join("cache"), &killed.dir.path().join("cache"));
     let seed =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
     let mut rng = Rng(seed);
