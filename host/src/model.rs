@@ -340,15 +340,23 @@ pub const MAX_START_CASH: Decimal = MAX_QUANTITY;
 /// uses, if it is a finite price inside the supported range
 /// ([`MIN_PRICE`], [`MAX_PRICE`]); else why not, naming `field`.
 pub fn checked_price(field: &str, price: f64) -> Result<Decimal, String> {
+    check_price_range(field, price)?;
+    price_to_decimal(price).ok_or_else(|| format!("`{field}` is {price:e}, which has no exact decimal"))
+}
+
+/// The range check of [`checked_price`] alone, for the four prices of every
+/// bar: inside [`MIN_PRICE`], [`MAX_PRICE`] a price's shortest decimal has
+/// at most 17 digits and a scale of at most 28, so it always converts, and
+/// the conversion is left to the bars a position is marked on.
+#[inline]
+pub fn check_price_range(field: &str, price: f64) -> Result<(), String> {
+    if (MIN_PRICE..=MAX_PRICE).contains(&price) {
+        return Ok(());
+    }
     if !price.is_finite() || price <= 0.0 {
         return Err(format!("`{field}` is {price}, not a positive finite price"));
     }
-    if !(MIN_PRICE..=MAX_PRICE).contains(&price) {
-        return Err(format!(
-            "`{field}` is {price:e}, outside the supported price range [{MIN_PRICE:e}, {MAX_PRICE:e}]"
-        ));
-    }
-    price_to_decimal(price).ok_or_else(|| format!("`{field}` is {price:e}, which has no exact decimal"))
+    Err(format!("`{field}` is {price:e}, outside the supported price range [{MIN_PRICE:e}, {MAX_PRICE:e}]"))
 }
 
 /// True when `d` is a price inside the supported range (a fill's price).
@@ -554,6 +562,7 @@ mod tests {
         }
         for price in [f64::NAN, f64::INFINITY, 0.0, -1.0, 5e-324, 9.9e-13, MAX_PRICE * 1.001, 1e300] {
             assert!(checked_price("close", price).is_err(), "{price:e}");
+            assert!(check_price_range("close", price).is_err(), "{price:e}");
         }
     }
 

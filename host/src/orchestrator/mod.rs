@@ -393,7 +393,10 @@ impl ExposureStats {
             self.min_cash = Some(cash);
             self.min_cash_at = Some(ts);
         }
-        let leverage = gross.filter(|_| equity > Decimal::ZERO).and_then(|g| g.checked_div(equity));
+        // Flat is the common case: no division for it.
+        let leverage = gross
+            .filter(|_| equity > Decimal::ZERO)
+            .and_then(|g| if g.is_zero() { Some(Decimal::ZERO) } else { g.checked_div(equity) });
         let Some(leverage) = leverage else {
             self.points_without_equity += 1;
             return;

@@ -1,7 +1,7 @@
 //! The pipeline a batch goes through: analysis, regime and strategy, every
 //! output checked; and the checks on the data slice's bars.
 
-use crate::model::{Bar, OrderType, Regime, Signal, Timestamp, checked_price};
+use crate::model::{Bar, OrderType, Regime, Signal, Timestamp, check_price_range, checked_price};
 use crate::slice::{AnalysisSlice, RegimeSlice, SliceError, SliceResult, StrategySlice};
 use crate::time::iso;
 
@@ -114,7 +114,7 @@ pub(super) fn check_bar(
         return Err(format!("timestamp {} is outside the requested range", iso(bar.ts)));
     }
     for (field, v) in [("open", bar.open), ("high", bar.high), ("low", bar.low), ("close", bar.close)] {
-        checked_price(field, v)?;
+        check_price_range(field, v)?;
     }
     if !bar.volume.is_finite() || bar.volume < 0.0 {
         return Err(format!("`volume` is {}, not a finite non-negative number", bar.volume));
