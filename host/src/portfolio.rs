@@ -229,7 +229,8 @@ impl Ledger {
         let cash = self.cash.checked_sub(interest)?;
         let borrow_paid = self.borrow_paid.checked_add(interest)?;
         let interest_paid = self.interest_paid.checked_add(interest)?;
-        self.cash = cash;
+        // Equity moves with cash, whether or not a mark follows this bar.
+        self.commit_totals(cash, self.positions_value).ok()?;
         self.borrow_paid = borrow_paid;
         self.interest_paid = interest_paid;
         Some(interest)
@@ -464,6 +465,20 @@ mod tests {
 
     fn ledger() -> Ledger {
         Ledger::new(d("10000"), &[Symbol::new("BTC-USD").unwrap()])
+    }
+
+    #[test]
+    fn margin_interest_lowers_equity_at_once() {
+        let mut l = ledger();
+        l.mark(0, 100.0);
+        // Buy 150 at 100 on 10,000: 5,000 borrowed.
+        l.apply_fill(0, Side::Buy, d("150"), d("100"), d("0"), 1);
+        assert_eq!(l.cash(), d("-5000"));
+        // 10% a year for a tenth of a year: 50, with no mark after it.
+        assert_eq!(l.charge_interest(d("0.1"), 1, 10), Some(d("50")));
+        assert_eq!(l.cash(), d("-5050"));
+        assert_eq!(l.equity(), d("9950"));
+        assert_eq!(l.interest_paid(), d("50"));
     }
 
     #[test]
