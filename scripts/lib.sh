@@ -58,6 +58,8 @@ build_components() {
 build_host() {
   say "building the host (release; the first build compiles wasmtime, a few minutes on 2 cores)"
   cargo build --locked --release -p host
+  # The local Coinbase Advanced Trade the live-mode tests trade against.
+  cargo build --locked --release -p coinbase-sim
 }
 
 build_all() {

@@ -51,6 +51,9 @@ pub struct RunConfig {
     /// Paper mode: the operator's endpoint and the polling feed.
     #[serde(default)]
     pub paper: PaperSection,
+    /// Live mode: the venue, its API key's location, the account rules.
+    #[serde(default)]
+    pub live: crate::live::config::LiveSection,
     /// Optimize mode: the search space, the sampler, the objective and
     /// walk-forward validation (docs/optimize.md). Other modes ignore it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -432,6 +435,9 @@ impl LoadedConfig {
             ConfigError::Invalid { path: path.clone(), problems }
         })?;
         let dir = path.parent().unwrap_or(Path::new("."));
+        if let Some(key_file) = &mut config.live.key_file {
+            *key_file = resolve(dir, key_file);
+        }
         for kind in SliceKind::ALL {
             let section = config.slices.get_mut(kind);
             section.plugin = resolve(dir, &section.plugin);
@@ -467,6 +473,7 @@ impl LoadedConfig {
         problems.extend(self.config.risk.problems());
         problems.extend(self.config.account.problems(&self.config.risk));
         problems.extend(self.config.paper.problems());
+        problems.extend(self.config.live.problems());
         let borrow = self.config.shorting.borrow_bps_per_year;
         if borrow < Decimal::ZERO || borrow > Decimal::from(100_000) {
             problems.push(format!("shorting.borrow-bps-per-year must be between 0 and 100000, got {borrow}"));
@@ -557,7 +564,7 @@ impl LoadedConfig {
 fn section_problems(text: &str) -> Vec<String> {
     let Ok(table) = text.parse::<toml::Table>() else { return Vec::new() };
     let mut problems = Vec::new();
-    const SECTIONS: &str = "run, faults, risk, account, shorting, paper, optimize, slices";
+    const SECTIONS: &str = "run, faults, risk, account, shorting, paper, live, optimize, slices";
     for (key, value) in &table {
         match key.as_str() {
             "run" => check_section::<RunSection>(text, "run", value, &mut problems),
@@ -568,6 +575,7 @@ fn section_problems(text: &str) -> Vec<String> {
             }
             "shorting" => check_section::<ShortingSection>(text, "shorting", value, &mut problems),
             "paper" => check_section::<PaperSection>(text, "paper", value, &mut problems),
+            "live" => check_section::<crate::live::config::LiveSection>(text, "live", value, &mut problems),
             "optimize" => {
                 check_section::<crate::optimize::OptimizeSection>(text, "optimize", value, &mut problems)
             }

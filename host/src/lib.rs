@@ -18,6 +18,7 @@ mod config_fuzz;
 mod excerpt;
 mod fetch;
 pub mod files;
+mod live;
 mod metrics;
 pub mod model;
 mod optimize;

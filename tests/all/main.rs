@@ -6,6 +6,7 @@ mod bad_input;
 mod cli;
 mod data_fetch;
 mod data_formats;
+mod live;
 mod optimize;
 mod orders;
 mod paper;

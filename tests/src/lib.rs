@@ -109,6 +109,8 @@ pub struct ConfigFile {
     pub risk: Vec<(String, String)>,
     /// The `[paper]` section's keys and TOML values (written only when not empty).
     pub paper: Vec<(String, String)>,
+    /// The `[live]` section's keys and TOML values (written only when not empty).
+    pub live: Vec<(String, String)>,
     pub slices: BTreeMap<&'static str, SliceConfig>,
 }
 
@@ -146,6 +148,7 @@ impl ConfigFile {
                 ("max-daily-loss".into(), "\"none\"".into()),
             ],
             paper: Vec::new(),
+            live: Vec::new(),
             slices,
         }
     }
@@ -167,6 +170,12 @@ impl ConfigFile {
         if !self.paper.is_empty() {
             s += "\n[paper]\n";
             for (k, v) in &self.paper {
+                s += &format!("{k} = {v}\n");
+            }
+        }
+        if !self.live.is_empty() {
+            s += "\n[live]\n";
+            for (k, v) in &self.live {
                 s += &format!("{k} = {v}\n");
             }
         }

@@ -27,9 +27,16 @@ pub struct PaperArgs {
     /// bars per second) or `max` (as fast as the host goes).
     #[arg(long, default_value = "3600x")]
     pub speed: String,
-    /// Paper mode: the state database [default: beside the run folder, `<out>.db`].
+    /// Paper and live mode: the state database [default: beside the run folder, `<out>.db`].
     #[arg(long)]
     pub state: Option<PathBuf>,
+    /// Live mode: live data, orders built, checked against the venue's rules
+    /// and logged, never sent (the config's execution slice simulates fills).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Live mode: confirm real orders without being asked (unattended runs).
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// `3600x` -> 3600.0; `max` -> None.
@@ -45,15 +52,25 @@ pub fn parse_speed(text: &str) -> Result<Option<f64>> {
 }
 
 pub fn execute(args: RunArgs) -> Result<ExitCode> {
+    let live = args.mode == super::run::Mode::Live;
+    if !live && (args.paper.dry_run || args.paper.yes) {
+        bail!("--dry-run and --yes are live mode's: add --mode live");
+    }
     let symbols = parse_symbols(&args.symbols)?;
     let (from, to) = parse_range(args.from.as_deref(), args.to.as_deref())?;
     let config = super::resolve_config(args.config.clone(), "default.toml")?;
     let out = args.out.clone().unwrap_or_else(|| {
         let names = symbols.iter().take(3).map(|s| s.as_str()).collect::<Vec<_>>().join("_");
-        PathBuf::from("runs").join(format!("paper-{names}"))
+        PathBuf::from("runs").join(format!("{}-{names}", if live { "live" } else { "paper" }))
     });
     let state = args.paper.state.clone().unwrap_or_else(|| out.with_extension("db"));
     let feed = match args.paper.feed {
+        _ if live => {
+            if from.is_some() || to.is_some() || args.paper.feed != Feed::Replay {
+                bail!("live mode reads the venue's candles from now: --from, --to and --feed do not apply");
+            }
+            FeedChoice::Venue
+        }
         Feed::Replay => FeedChoice::Replay { speed: parse_speed(&args.paper.speed)?, from, to },
         Feed::Coinbase => {
             if from.is_some() || to.is_some() {
@@ -70,6 +87,7 @@ pub fn execute(args: RunArgs) -> Result<ExitCode> {
         out,
         state,
         feed,
+        live: live.then_some(crate::live::LiveOptions { dry_run: args.paper.dry_run, yes: args.paper.yes }),
     })
 }
 

@@ -29,7 +29,7 @@ pub enum Mode {
     Backtest,
     /// A live feed with simulated fills, durable state and hot reload (docs/paper.md).
     Paper,
-    /// A real venue (not available yet).
+    /// A real venue: Coinbase Advanced Trade, spot (`[live]`; docs/live.md).
     Live,
     /// Many backtests over a parameter space: the config's [optimize]
     /// section (docs/optimize.md). The same as `host optimize`.
@@ -102,17 +102,11 @@ pub fn execute(args: RunArgs) -> Result<ExitCode> {
     if args.shard.is_some() && args.mode != Mode::Optimize {
         bail!("--shard splits an optimisation's trials: it needs --mode optimize");
     }
-    if args.mode == Mode::Paper {
+    if args.mode == Mode::Paper || args.mode == Mode::Live {
         return super::paper::execute(args);
     }
     if args.mode == Mode::Optimize {
         return super::optimize::study(super::optimize::OptimizeArgs::from_run(&args));
-    }
-    if args.mode != Mode::Backtest {
-        let name = args.mode.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default();
-        bail!(
-            "mode `{name}` is not available yet: this version runs `--mode backtest`, `--mode paper` and `--mode optimize`"
-        );
     }
     let symbols = parse_symbols(&args.symbols)?;
     let (start, end) = parse_range(args.from.as_deref(), args.to.as_deref())?;

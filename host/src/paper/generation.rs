@@ -95,6 +95,9 @@ pub struct PaperFactory {
     current: RwLock<Arc<Generation>>,
     clock: Clock,
     latency: Arc<LatencyRegistry>,
+    /// Live mode: the venue router fills every execution slot (in a dry run
+    /// around the config's execution slice, which simulates the fills).
+    venue: Option<(Arc<crate::live::router::Venue>, bool)>,
 }
 
 /// Call latency histograms per symbol and slice kind, shared by every
@@ -121,7 +124,14 @@ impl PaperFactory {
         clock: Clock,
         latency: Arc<LatencyRegistry>,
     ) -> Self {
-        PaperFactory { runtime, current: RwLock::new(first), clock, latency }
+        PaperFactory { runtime, current: RwLock::new(first), clock, latency, venue: None }
+    }
+
+    /// Live mode: execution slots route to `venue` (`dry_run`: checked and
+    /// logged, then filled by the config's execution slice).
+    pub fn with_venue(mut self, venue: Arc<crate::live::router::Venue>, dry_run: bool) -> Self {
+        self.venue = Some((venue, dry_run));
+        self
     }
 
     pub fn current(&self) -> Arc<Generation> {
@@ -224,7 +234,13 @@ impl SliceFactory for PaperFactory {
     fn execution(&self, symbol: &Symbol, clock: &SimClock) -> SliceResult<Box<dyn ExecutionSlice>> {
         let kind = SliceKind::Execution;
         let (g, sandbox, latency) = self.parts(kind, symbol, clock);
+        if let Some((venue, false)) = &self.venue {
+            return Ok(Box::new(Timed::new(venue.execution(symbol, None), latency)));
+        }
         let inner = self.runtime.execution_slice(&g.plugins[&kind], &sandbox, &g.settings[&kind])?;
+        if let Some((venue, true)) = &self.venue {
+            return Ok(Box::new(Timed::new(venue.execution(symbol, Some(inner)), latency)));
+        }
         Ok(Box::new(Timed::new(inner, latency)))
     }
 }

@@ -22,13 +22,14 @@
 pub mod audit;
 mod chain;
 mod coinbase;
-mod feed;
+pub(crate) mod feed;
+pub(crate) use feed::parse_ts as parse_feed_ts;
 mod generation;
 pub mod http;
 mod metrics;
 pub mod replay;
 pub mod status;
-mod store;
+pub(crate) mod store;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -43,6 +44,7 @@ use rust_decimal::Decimal;
 
 use crate::clock::SimClock;
 use crate::config::{LoadedConfig, RunConfig};
+use crate::live::LiveSession;
 use crate::model::{Symbol, Timestamp};
 use crate::orchestrator::{Backtest, BacktestSettings, ChainSetup, Progress, SliceFactory};
 use crate::runtime::Runtime;
@@ -62,6 +64,8 @@ pub enum FeedChoice {
     Replay { speed: Option<f64>, from: Option<Timestamp>, to: Option<Timestamp> },
     /// Coinbase Exchange public candles, polled.
     Coinbase,
+    /// Live mode: the venue's closed candles (`[live]`).
+    Venue,
 }
 
 /// A paper session as the command line asked for it.
@@ -74,6 +78,8 @@ pub struct Options {
     pub out: PathBuf,
     pub state: PathBuf,
     pub feed: FeedChoice,
+    /// Live mode: orders go to the venue in `[live]`.
+    pub live: Option<crate::live::LiveOptions>,
 }
 
 /// How often the config file is looked at for changes.
@@ -127,6 +133,7 @@ fn fixed_sections(config: &RunConfig) -> Vec<(&'static str, String)> {
         ("shorting", text(&config.shorting)),
         ("account", text(&config.account)),
         ("paper", text(&config.paper)),
+        ("live", text(&config.live)),
     ]
 }
 
@@ -337,6 +344,26 @@ pub fn run(opts: Options) -> Result<ExitCode> {
     );
     let start_cash = first.config.config.run.start_cash;
     store.check_identity(&opts.symbols, start_cash)?;
+    let live = match &opts.live {
+        Some(options) => {
+            store.enable_venue_journal()?;
+            // Where the key is and how to reach the venue are read from the
+            // file as it is now (a restart after fixing a key path must see
+            // the fix); the stored version serves when the file cannot be read.
+            let venue_config = match read_config(&opts, &feed_dir) {
+                Ok(file) => file.config,
+                Err(e) => {
+                    tracing::warn!("reading [live] from the stored config: {e:#}");
+                    first.config.clone()
+                }
+            };
+            let session = LiveSession::connect(&venue_config, &opts.symbols, options.clone(), &store)?;
+            session.load_journal(&store)?;
+            session.confirm(&opts.symbols, start_cash)?;
+            Some(session)
+        }
+        None => None,
+    };
 
     let status: SharedStatus = Arc::new(Mutex::new(Status::new(opts.symbols.clone(), start_cash)));
     let http = match first.config.config.paper.http_port {
@@ -383,11 +410,40 @@ pub fn run(opts: Options) -> Result<ExitCode> {
                 Arc::clone(&feed_stop),
             )
         }
+        FeedChoice::Venue => {
+            let Some(session) = &live else { bail!("the venue feed is live mode's") };
+            let mut last = BTreeMap::new();
+            for symbol in &opts.symbols {
+                let comment = format!(
+                    "{symbol}'s closed candles from {}, for a live session",
+                    session.settings.rest_url
+                );
+                last.insert(symbol.clone(), feed::prepare_file(&feed_dir, symbol, &[comment])?);
+            }
+            status.lock().expect("status").feed.kind = "venue".into();
+            crate::live::VenueFeed {
+                client: Arc::clone(&session.client),
+                settings: session.settings.clone(),
+                last,
+                newest_closed: Arc::clone(&session.newest_closed),
+            }
+            .spawn(
+                appender(),
+                Arc::clone(&lock),
+                wake_tx.clone(),
+                Arc::clone(&status),
+                Arc::clone(&feed_stop),
+            )
+            .context("cannot start the venue feed")?
+        }
     };
 
     let latency = Arc::new(LatencyRegistry::default());
-    let factory =
+    let mut factory =
         PaperFactory::new(Arc::clone(&runtime), Arc::clone(&first), Clock::Real, Arc::clone(&latency));
+    if let Some(session) = &live {
+        factory = factory.with_venue(Arc::clone(&session.venue), session.options.dry_run);
+    }
     let chains = build_chains(&factory, &opts.symbols)?;
     let mut settings = settings_of(&first.config.config);
     settings.batch_size = PAPER_BATCH;
@@ -422,6 +478,11 @@ pub fn run(opts: Options) -> Result<ExitCode> {
         );
     }
     store.session_event(if catching_up { "starting (resuming)" } else { "starting" })?;
+    if let Some(session) = &live
+        && !catching_up
+    {
+        session.reconcile(backtest.ledger(), &opts.symbols)?;
+    }
     let mut later = later.into_iter().peekable();
     let mut last_stepped: Option<Timestamp> = None;
 
@@ -509,6 +570,9 @@ pub fn run(opts: Options) -> Result<ExitCode> {
                         }
                         if Some(ts) == committed {
                             verify_resumed(&store, &backtest)?;
+                            if let Some(session) = &live {
+                                session.reconcile(backtest.ledger(), &opts.symbols)?;
+                            }
                             let restored = restore_snapshots(&mut backtest, &store.snapshots()?)?;
                             if !restored.is_empty() {
                                 tracing::info!("handed persisted state back to {}", restored.join(", "));
@@ -527,6 +591,9 @@ pub fn run(opts: Options) -> Result<ExitCode> {
                         continue;
                     }
                     let snapshots = save_snapshots(&mut backtest);
+                    if let Some(session) = &live {
+                        store.stage_venue_journal(session.journal_lines());
+                    }
                     let took = store.commit_step(&rec.step, &backtest, &snapshots)?;
                     committed_steps += 1;
                     if !snapshots.is_empty() {
@@ -566,6 +633,26 @@ pub fn run(opts: Options) -> Result<ExitCode> {
     }
     feed_stop.store(true, Ordering::Relaxed);
     let _ = feed_thread.join();
+    if let Some(session) = &live {
+        let (sent, refused) = session.venue.counts();
+        tracing::info!("venue: {sent} order(s) sent by this process, {refused} not sent or refused");
+    }
+    if let Some(session) = &live
+        && stop.load(Ordering::Relaxed) > 0
+    {
+        match session.settings.on_stop {
+            crate::live::OnStop::Cancel => session.cancel_working(),
+            crate::live::OnStop::Leave => {
+                let left = session.venue.working_venue_orders();
+                if !left.is_empty() {
+                    tracing::warn!(
+                        "stopping: {} order(s) left working at the venue (live.on-stop = \"leave\")",
+                        left.len()
+                    );
+                }
+            }
+        }
+    }
     let error = result.as_ref().err().map(|e| format!("{e:#}"));
     let commit_seconds = status.lock().expect("status").commit_seconds;
     let summary = finish_files(&store, &out, &opts, &backtest, outcome, error.as_deref(), commit_seconds);
@@ -596,21 +683,31 @@ fn stop_error(
         Ok(None) => "no bar was committed".to_owned(),
         Err(e) => format!("its last committed bar cannot be read: {e}"),
     };
+    let mode = mode_name(opts);
     let saved = format!("{committed} in its state database {}", opts.state.display());
     match (loop_error, files_error) {
         (Some(e), None) => {
-            e.context(format!("the paper session stopped; {saved}; its files are in {}", out.display()))
+            e.context(format!("the {mode} session stopped; {saved}; its files are in {}", out.display()))
         }
         (None, Some(files)) => files.context(format!(
-            "the paper session ended, but its files in {} could not all be written; {saved}, \
+            "the {mode} session ended, but its files in {} could not all be written; {saved}, \
              from which a restart writes them again",
             out.display()
         )),
         (Some(e), Some(files)) => anyhow::anyhow!(
-            "the paper session stopped: {e:#}\nand then its files in {} could not all be written: {files:#}\n{saved}",
+            "the {mode} session stopped: {e:#}\nand then its files in {} could not all be written: {files:#}\n{saved}",
             out.display()
         ),
-        (None, None) => anyhow::anyhow!("the paper session stopped; {saved}"),
+        (None, None) => anyhow::anyhow!("the {mode} session stopped; {saved}"),
+    }
+}
+
+/// `paper`, `live` or `live (dry run)`, as summaries say it.
+fn mode_name(opts: &Options) -> &'static str {
+    match &opts.live {
+        None => "paper",
+        Some(l) if l.dry_run => "live (dry run)",
+        Some(_) => "live",
     }
 }
 
@@ -970,7 +1067,7 @@ fn finish_files(
     let summary = serde_json::json!({
         "status": status,
         "error": error,
-        "mode": "paper",
+        "mode": mode_name(opts),
         "faults": faults,
         "dropped_symbols": dropped,
         "symbols": opts.symbols,
@@ -993,7 +1090,8 @@ fn finish_files(
         .with_context(|| format!("cannot write {}", out.join("summary.json").display()))?;
     let names = opts.symbols.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
     Ok(format!(
-        "Paper session of {names}: {status}\n  faults        {}\n  bars          {}\n  last bar      {}\n  final equity  {equity} (cash {cash})\n  fills         {}\n  state         {}\n  artifacts     {}\n",
+        "{} session of {names}: {status}\n  faults        {}\n  bars          {}\n  last bar      {}\n  final equity  {equity} (cash {cash})\n  fills         {}\n  state         {}\n  artifacts     {}\n",
+        if opts.live.is_some() { "Live" } else { "Paper" },
         faults.len(),
         count("bars"),
         summary["last_bar"].as_str().unwrap_or("none yet"),

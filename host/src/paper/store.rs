@@ -127,7 +127,16 @@ pub struct Store {
     conn: Connection,
     /// `<database>.lock`, locked for as long as the store is open.
     _lock: std::fs::File,
+    /// Live mode: the venue router's journal of the step being committed,
+    /// written in the step's transaction (see `live::router`).
+    staged_venue: Vec<String>,
 }
+
+/// Live mode's table: every answer the venue gave, in the order the
+/// session asked, committed with the step that asked.
+const VENUE_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS venue_journal (seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, record TEXT NOT NULL);
+";
 
 /// Takes `<database>.lock` for this process. SQLite's own locking keeps
 /// each transaction whole, but two sessions taking turns on one database
@@ -240,7 +249,7 @@ impl Store {
                 problem: format!("has damaged committed history at {damage}"),
             },
         })?;
-        Ok(Store { path: path.to_owned(), conn, _lock: lock })
+        Ok(Store { path: path.to_owned(), conn, _lock: lock, staged_venue: Vec::new() })
     }
 
     pub fn path(&self) -> &Path {
@@ -600,6 +609,13 @@ impl Store {
                 snapshot.execute(params![s.symbol.as_str(), s.slice.as_str(), s.ts, s.state]).map_err(sql)?;
             }
         }
+        if !self.staged_venue.is_empty() {
+            let mut journal =
+                tx.prepare_cached("INSERT INTO venue_journal (ts, record) VALUES (?1, ?2)").map_err(sql)?;
+            for record in &self.staged_venue {
+                journal.execute(params![ts, record]).map_err(sql)?;
+            }
+        }
         let order_ids: Vec<u64> = step.orders.iter().map(|o| o.id.0).collect();
         super::chain::commit(&tx, ts, &order_ids).map_err(|damage| match damage {
             super::chain::Damage::Sql(source) => StoreError::Sql { path: path.clone(), source },
@@ -608,7 +624,26 @@ impl Store {
             }
         })?;
         tx.commit().map_err(sql)?;
+        self.staged_venue.clear();
         Ok(started.elapsed())
+    }
+
+    /// Live mode: creates the venue journal's table if it is not there.
+    pub fn enable_venue_journal(&self) -> Result<(), StoreError> {
+        self.conn.execute_batch(VENUE_SCHEMA).map_err(self.sql())
+    }
+
+    /// Live mode: the venue router's records of the step about to be committed.
+    pub fn stage_venue_journal(&mut self, records: Vec<String>) {
+        self.staged_venue.extend(records);
+    }
+
+    /// Live mode: every committed venue record, in order.
+    pub fn venue_journal(&self) -> Result<Vec<String>, StoreError> {
+        let mut stmt =
+            self.conn.prepare("SELECT record FROM venue_journal ORDER BY seq").map_err(self.sql())?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(self.sql())?;
+        rows.collect::<Result<Vec<String>, _>>().map_err(self.sql())
     }
 
     /// Rows of a query as CSV lines (for the run folder's files).

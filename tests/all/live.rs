@@ -1,0 +1,444 @@
+//! Live mode end to end: the real `host` binary trading against
+//! `coinbase-sim`, a local exchange that speaks Coinbase Advanced Trade's
+//! REST and WebSocket protocol, checks every request's JWT as the venue
+//! does, and replays the real hourly BTC series as its market. The tests
+//! start it themselves, step its market bar by bar, kill the host with
+//! SIGKILL (once while an order request is in flight), move the account
+//! behind the session's back, and compare the ledger with the venue's
+//! account. Every wait has a deadline; every process dies with its test.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use strata_tests::*;
+
+/// USD the venue account holds at the start; the session trades 10,000 of it.
+const ACCOUNT_USD: &str = "100000";
+
+/// `target/release/coinbase-sim`.
+fn sim_bin() -> PathBuf {
+    let path = repo().join("target/release/coinbase-sim");
+    assert!(path.exists(), "{} is missing: run ./scripts/test.sh, which builds it", path.display());
+    path
+}
+
+/// A running simulator; killed (its stdin closed) when dropped.
+struct Sim {
+    child: Child,
+    _stdin: ChildStdin,
+    rest: String,
+    ws_market: String,
+    ws_user: String,
+}
+
+impl Sim {
+    fn start(dir: &Path, key: &Path) -> Sim {
+        let candles = format!("BTC-USD={}", shared_data().join("BTC-USD-1h.csv").display());
+        let mut child = Command::new(sim_bin())
+            .args(["serve", "--key"])
+            .arg(key)
+            .args(["--candles", &candles, "--warm", "60", "--balances", &format!("USD={ACCOUNT_USD},BTC=0")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.join("sim-stderr.txt")).unwrap())
+            .spawn()
+            .expect("start coinbase-sim");
+        let stdin = child.stdin.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("sim said {line:?}: {e}"));
+        let s = |k: &str| v[k].as_str().unwrap().to_owned();
+        Sim { rest: s("rest"), ws_market: s("ws_market"), ws_user: s("ws_user"), child, _stdin: stdin }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}{path}", self.rest);
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "-X", method, &url]);
+        if let Some(b) = body {
+            cmd.args(["-H", "Content-Type: application/json", "-d", &b.to_string()]);
+        }
+        let out = cmd.output().expect("curl");
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+
+    fn account(&self) -> Value {
+        self.call("GET", "/sim/account", None)
+    }
+
+    /// The start of the candle forming now, in unix seconds.
+    fn now(&self) -> i64 {
+        self.account()["now"].as_i64().expect("sim time")
+    }
+
+    fn faults(&self, faults: Value) {
+        self.call("POST", "/sim/faults", Some(faults));
+    }
+
+    /// Closes the forming candle; returns its start (unix s).
+    fn advance(&self) -> i64 {
+        let closing = self.now();
+        self.call("POST", "/sim/advance", Some(json!({"bars": 1})));
+        closing
+    }
+
+    fn balance(&self, currency: &str) -> Decimal {
+        self.account()["balances"][currency].as_str().unwrap_or("0").parse().unwrap()
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A live session's folder: key, config, run folder, state database.
+struct Live {
+    dir: tempfile::TempDir,
+    sim: Sim,
+    runs: u32,
+}
+
+/// A host process of the session.
+struct Host {
+    child: Option<Child>,
+    stderr: PathBuf,
+}
+
+impl Host {
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn sigterm(&self) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    }
+
+    fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut().unwrap();
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+impl Live {
+    fn new() -> Live {
+        let dir = tempdir();
+        let key = dir.path().join("cdp_api_key.json");
+        let made = Command::new(sim_bin()).args(["keygen", "--out"]).arg(&key).status().unwrap();
+        assert!(made.success(), "coinbase-sim keygen");
+        let sim = Sim::start(dir.path(), &key);
+        Live { dir, sim, runs: 0 }
+    }
+
+    fn key(&self) -> PathBuf {
+        self.dir.path().join("cdp_api_key.json")
+    }
+
+    fn out(&self) -> PathBuf {
+        self.dir.path().join("session")
+    }
+
+    fn config(&self) -> ConfigFile {
+        let mut config = ConfigFile::reference(&shared_data())
+            .slice("analysis", |s| s.config = "fast = 3, slow = 8".into());
+        config.live = vec![
+            ("key-file".into(), format!("{:?}", self.key().display().to_string())),
+            ("rest-url".into(), format!("{:?}", self.sim.rest)),
+            ("ws-market-url".into(), format!("{:?}", self.sim.ws_market)),
+            ("ws-user-url".into(), format!("{:?}", self.sim.ws_user)),
+            ("history-bars".into(), "20".into()),
+            ("poll-interval-s".into(), "0.05".into()),
+            ("request-timeout-s".into(), "30".into()),
+        ];
+        config
+    }
+
+    fn write_config(&self, config: &ConfigFile) -> PathBuf {
+        let path = self.dir.path().join("run.toml");
+        std::fs::write(&path, config.to_toml()).unwrap();
+        path
+    }
+
+    fn start(&mut self, extra: &[&str]) -> Host {
+        let config = self.dir.path().join("run.toml");
+        if !config.exists() {
+            self.write_config(&self.config());
+        }
+        self.runs += 1;
+        let stderr = self.dir.path().join(format!("stderr-{}.txt", self.runs));
+        let child = Command::new(host_bin())
+            .args(["run", "--mode", "live", "--symbols", "BTC-USD", "--config"])
+            .arg(&config)
+            .arg("--out")
+            .arg(self.out())
+            .args(extra)
+            .env_remove("STRATA_CONFIG")
+            .env_remove("STRATA_DATA_DIR")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(self.dir.path().join(format!("stdout-{}.txt", self.runs))).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("start host");
+        Host { child: Some(child), stderr }
+    }
+
+    /// Timestamps (ms) of the bars the session committed, from its audit log.
+    fn committed(&self) -> Vec<i64> {
+        let text = std::fs::read_to_string(self.out().join("audit.jsonl")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["kind"] == "step")
+            .filter_map(|v| v["ts"].as_str().map(iso_ms))
+            .collect()
+    }
+
+    /// Closes one candle at the venue and waits for the session to commit it.
+    fn step(&self, host: &mut Host) {
+        let closed = self.sim.advance() * 1000;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.committed().contains(&closed) {
+            assert!(host.alive(), "the session ended:\n{}", host.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "the session did not commit the bar of {closed}:\n{}",
+                host.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits until the session has committed its history (the candles closed before it started).
+    fn warmed_up(&self, host: &mut Host) {
+        let newest = (self.sim.now() - 3600) * 1000;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.committed().contains(&newest) {
+            assert!(host.alive(), "the session ended:\n{}", host.stderr());
+            assert!(Instant::now() < deadline, "the session did not start:\n{}", host.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.out().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    fn summary(&self) -> Value {
+        serde_json::from_str(&self.file("summary.json")).unwrap()
+    }
+
+    fn stop(&self, host: &mut Host) {
+        host.sigterm();
+        let code = host.wait(Duration::from_secs(30));
+        assert_eq!(code, Some(0), "the session did not stop cleanly:\n{}", host.stderr());
+    }
+}
+
+/// `2018-05-15T06:00:00Z` as milliseconds.
+fn iso_ms(text: &str) -> i64 {
+    let (date, time) = text.trim_end_matches('Z').split_once('T').unwrap();
+    let d: Vec<i64> = date.split('-').map(|p| p.parse().unwrap()).collect();
+    let t: Vec<i64> = time.split(':').map(|p| p.parse().unwrap()).collect();
+    // Days from civil (Howard Hinnant's algorithm).
+    let (y, m) = if d[1] <= 2 { (d[0] - 1, d[1] + 9) } else { (d[0], d[1] - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    ((days * 24 + t[0]) * 60 + t[1]) * 60_000 + t[2] * 1000
+}
+
+/// Rows of a CSV file after its header, split on commas (no quoted commas in these columns).
+fn rows(text: &str) -> Vec<Vec<String>> {
+    text.lines().skip(1).map(|l| l.split(',').map(str::to_owned).collect()).collect()
+}
+
+/// The venue's orders of this session, each checked to be there once.
+fn venue_orders(sim: &Sim) -> Vec<Value> {
+    let orders = sim.account()["orders"].as_array().cloned().unwrap_or_default();
+    let mut ids: Vec<&str> = orders.iter().map(|o| o["client_order_id"].as_str().unwrap()).collect();
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "a client order id reached the venue twice: {orders:#?}");
+    orders
+}
+
+/// The ledger must be the venue's account: cash moved by exactly what USD
+/// moved, and the BTC position is the BTC balance.
+fn assert_ledger_is_the_account(live: &Live) {
+    let s = live.summary();
+    let cash: Decimal = s["final_cash"].as_str().unwrap().parse().unwrap();
+    let start: Decimal = s["start_cash"].as_str().unwrap().parse().unwrap();
+    let usd_moved = live.sim.balance("USD") - ACCOUNT_USD.parse::<Decimal>().unwrap();
+    assert_eq!(
+        cash - start,
+        usd_moved,
+        "the ledger's cash moved by {}, the venue's USD by {usd_moved}",
+        cash - start
+    );
+    let mut position = Decimal::ZERO;
+    for f in rows(&live.file("fills.csv")) {
+        let qty: Decimal = f[4].parse().unwrap();
+        position += if f[3] == "buy" { qty } else { -qty };
+    }
+    assert_eq!(
+        position,
+        live.sim.balance("BTC"),
+        "the ledger holds {position} BTC, the venue {}",
+        live.sim.balance("BTC")
+    );
+}
+
+#[test]
+fn live_mode_without_a_key_refuses_naming_what_is_missing() {
+    let mut live = Live::new();
+    // No key named at all.
+    let mut config = live.config();
+    config.live.retain(|(k, _)| k != "key-file");
+    let path = live.write_config(&config);
+    let mut host = live.start(&["--yes"]);
+    assert_ne!(host.wait(Duration::from_secs(60)), Some(0));
+    let err = host.stderr();
+    assert!(err.contains("live mode needs the venue's API key"), "{err}");
+    assert!(
+        err.contains(&path.display().to_string()) && err.contains("key-file") && err.contains("key-env"),
+        "{err}"
+    );
+    // A key file that is not there is named.
+    let mut config = live.config();
+    config.live[0].1 = format!("{:?}", live.dir.path().join("nowhere.json").display().to_string());
+    live.write_config(&config);
+    let mut host = live.start(&["--yes"]);
+    assert_ne!(host.wait(Duration::from_secs(60)), Some(0));
+    assert!(host.stderr().contains("nowhere.json"), "{}", host.stderr());
+    // An environment variable that is not set is named.
+    let mut config = live.config();
+    config.live[0] = ("key-env".into(), "\"STRATA_TEST_NO_SUCH_KEY\"".into());
+    live.write_config(&config);
+    let mut host = live.start(&["--yes"]);
+    assert_ne!(host.wait(Duration::from_secs(60)), Some(0));
+    assert!(host.stderr().contains("STRATA_TEST_NO_SUCH_KEY"), "{}", host.stderr());
+    // A key, but no confirmation and no terminal to ask on: nothing is sent.
+    live.write_config(&live.config());
+    let mut host = live.start(&[]);
+    assert_ne!(host.wait(Duration::from_secs(60)), Some(0));
+    assert!(host.stderr().contains("pass --yes"), "{}", host.stderr());
+    assert!(venue_orders(&live.sim).is_empty());
+}
+
+#[test]
+fn a_live_session_trades_at_the_venue_and_two_kill_9s_neither_double_nor_lose_an_order() {
+    let mut live = Live::new();
+    let mut host = live.start(&["--yes"]);
+    live.warmed_up(&mut host);
+
+    // Trade until the venue has filled two orders, then kill -9 right after a candle closes.
+    let mut bars = 0;
+    while venue_orders(&live.sim).iter().filter(|o| o["status"] == "FILLED").count() < 2 {
+        live.step(&mut host);
+        bars += 1;
+        assert!(bars < 200, "no trades after {bars} bars:\n{}", host.stderr());
+    }
+    live.sim.advance();
+    host.kill9();
+
+    // The restart replays its journal (no venue call for what it committed)
+    // and picks up the bar the kill interrupted.
+    let mut host = live.start(&["--yes"]);
+    for _ in 0..3 {
+        live.step(&mut host);
+    }
+    // Kill it between sending an order and the venue's answer: the venue
+    // takes the order and holds the answer back.
+    let known: Vec<String> =
+        venue_orders(&live.sim).iter().map(|o| o["client_order_id"].as_str().unwrap().to_owned()).collect();
+    live.sim.faults(json!({"stall_next_create": 5}));
+    let stalled_id = 'bars: {
+        for _ in 0..200 {
+            let closed = live.sim.advance() * 1000;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                let new = venue_orders(&live.sim)
+                    .into_iter()
+                    .map(|o| o["client_order_id"].as_str().unwrap().to_owned())
+                    .find(|id| !known.contains(id));
+                if let Some(id) = new {
+                    break 'bars id;
+                }
+                if live.committed().contains(&closed) {
+                    break;
+                }
+                assert!(host.alive(), "the session ended:\n{}", host.stderr());
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        panic!("no order was sent:\n{}", host.stderr());
+    };
+    host.kill9();
+
+    // The restart finds the order at the venue and adopts it: not sent again.
+    let mut host = live.start(&["--yes"]);
+    for _ in 0..12 {
+        live.step(&mut host);
+    }
+    live.stop(&mut host);
+    let third = host.stderr();
+    assert!(third.contains("adopted, not sent again") && third.contains(&stalled_id), "{third}");
+
+    let orders = venue_orders(&live.sim);
+    assert_eq!(orders.iter().filter(|o| o["client_order_id"] == stalled_id.as_str()).count(), 1);
+    // Every order the ledger sent is at the venue once, sent on the bar it
+    // was decided on (history and stale decisions are never traded), and
+    // the venue has no other.
+    let sent: Vec<Vec<String>> = rows(&live.file("orders.csv"))
+        .into_iter()
+        .filter(|o| !o.iter().any(|c| c.contains("not sent")))
+        .collect();
+    assert_eq!(sent.len(), orders.len(), "ledger orders {sent:?}\nvenue orders {orders:#?}");
+    for o in &sent {
+        let at_venue = orders
+            .iter()
+            .find(|v| v["client_order_id"].as_str().unwrap().ends_with(&format!("-{}", o[0])))
+            .unwrap_or_else(|| panic!("ledger order {o:?} is not at the venue"));
+        let created = iso_ms(at_venue["created_time"].as_str().unwrap());
+        assert_eq!(created, iso_ms(&o[2]) + 3_600_000, "order {o:?} went out late: {at_venue}");
+    }
+    let venue_fills = live.sim.account()["fills"].as_array().unwrap().len();
+    assert_eq!(rows(&live.file("fills.csv")).len(), venue_fills);
+    assert!(venue_fills >= 3, "too few fills to tell: {venue_fills}");
+    assert_ledger_is_the_account(&live);
+    assert_eq!(live.summary()["mode"], "live");
+}
