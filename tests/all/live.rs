@@ -442,3 +442,196 @@ fn a_live_session_trades_at_the_venue_and_two_kill_9s_neither_double_nor_lose_an
     assert_ledger_is_the_account(&live);
     assert_eq!(live.summary()["mode"], "live");
 }
+
+#[test]
+fn the_venues_refusals_are_recorded_rate_limits_waited_out_and_a_moved_account_stops_the_session() {
+    let mut live = Live::new();
+    let mut host = live.start(&["--yes"]);
+    live.warmed_up(&mut host);
+    // The next order is refused for funds, and the next two requests after it are rate limited.
+    live.sim.faults(json!({"reject_next": {"count": 1, "error": "INSUFFICIENT_FUND", "message": "Insufficient balance in source account"}}));
+    let mut bars = 0;
+    while !live.committed_orders().iter().any(|o| o["status"] == "rejected") {
+        live.step(&mut host);
+        bars += 1;
+        assert!(bars < 200, "no order after {bars} bars:\n{}", host.stderr());
+    }
+    live.sim.faults(json!({"rate_limit_next": 2}));
+    let mut bars = 0;
+    while venue_orders(&live.sim).iter().filter(|o| o["status"] == "FILLED").count() < 1 {
+        live.step(&mut host);
+        bars += 1;
+        assert!(bars < 200, "no fill after {bars} bars:\n{}", host.stderr());
+    }
+    live.stop(&mut host);
+    let orders = live.file("orders.csv");
+    assert!(
+        orders.contains("the venue refused it: INSUFFICIENT_FUND (Insufficient balance in source account)"),
+        "{orders}"
+    );
+    assert_ledger_is_the_account(&live);
+
+    // Something outside the session takes 5 USD: the restart refuses to trade, saying what differs.
+    live.sim.faults(json!({"balance_drift": {"USD": "-5"}}));
+    let mut host = live.start(&["--yes"]);
+    assert_ne!(host.wait(Duration::from_secs(60)), Some(0), "{}", host.stderr());
+    let err = host.stderr();
+    assert!(
+        err.contains("disagrees with the session's ledger")
+            && err.contains("USD:")
+            && err.contains("off by -5"),
+        "{err}"
+    );
+    assert!(err.contains("start a new session"), "{err}");
+    let before = venue_orders(&live.sim).len();
+    live.sim.advance();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(venue_orders(&live.sim).len(), before, "an order went out after the refusal");
+}
+
+#[test]
+fn a_dry_run_sends_nothing_and_no_key_material_reaches_a_slice_or_a_file() {
+    let mut live = Live::new();
+    // The key's secret part: what must appear in no file of the session.
+    let key: Value = serde_json::from_str(&std::fs::read_to_string(live.key()).unwrap()).unwrap();
+    let pem = key["privateKey"].as_str().unwrap().to_owned();
+    let secret_lines: Vec<&str> = pem.lines().filter(|l| !l.starts_with("-----") && l.len() > 16).collect();
+    assert!(!secret_lines.is_empty());
+
+    // The key sits beside a directory granted to a hostile strategy that
+    // tries to read outside its grant and its process's environment.
+    let grant = live.dir.path().join("grant");
+    std::fs::create_dir(&grant).unwrap();
+    std::fs::write(grant.join("inside.txt"), "fine").unwrap();
+    std::fs::copy(live.key(), live.dir.path().join("outside.txt")).unwrap();
+    std::os::unix::fs::symlink(live.key(), grant.join("escape-link")).unwrap();
+    let mut config = live.config().slice("strategy", |s| {
+        s.plugin = component("hostile-fs");
+        s.config = String::new();
+        s.extra.push(format!("grants.read-dirs = {{ \"/data\" = {:?} }}", grant.display().to_string()));
+    });
+    config.live[0] = ("key-env".into(), "\"STRATA_TEST_CDP_KEY\"".into());
+    live.write_config(&config);
+    let config_path = live.dir.path().join("run.toml");
+    let mut host = {
+        live.runs += 1;
+        let stderr = live.dir.path().join("stderr-dry.txt");
+        let child = Command::new(host_bin())
+            .args(["run", "--mode", "live", "--dry-run", "--symbols", "BTC-USD", "--config"])
+            .arg(&config_path)
+            .arg("--out")
+            .arg(live.out())
+            .env("STRATA_TEST_CDP_KEY", std::fs::read_to_string(live.key()).unwrap())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        Host { child: Some(child), stderr }
+    };
+    live.warmed_up(&mut host);
+    for _ in 0..10 {
+        live.step(&mut host);
+    }
+    live.stop(&mut host);
+    let err = host.stderr();
+    let mut files_to_check = vec![host.stderr.clone()];
+    for attempt in [
+        "contained: read /proc/self/environ",
+        "contained: read /data/../outside.txt",
+        "contained: read /data/escape-link",
+        "granted: read /data/inside.txt (4 bytes)",
+    ] {
+        assert!(err.contains(attempt), "missing {attempt:?} in:\n{err}");
+    }
+    assert!(!err.contains("ESCAPED"), "{err}");
+    assert_eq!(live.summary()["mode"], "live (dry run)");
+    assert!(venue_orders(&live.sim).is_empty(), "a dry run sent an order");
+
+    // The reference strategy in a dry run: orders are built, checked against
+    // the venue's rules and logged, the config's execution slice fills them,
+    // and the venue sees none.
+    let dry = live.dir.path().join("dry");
+    std::fs::create_dir(&dry).unwrap();
+    let mut reference = live.config();
+    reference.live.retain(|(k, _)| k != "key-file");
+    reference.live.push(("key-env".into(), "\"STRATA_TEST_CDP_KEY\"".into()));
+    let reference_path = dry.join("run.toml");
+    std::fs::write(&reference_path, reference.to_toml()).unwrap();
+    let dry_out = dry.join("session");
+    let dry_stderr = dry.join("stderr.txt");
+    let mut host = Host {
+        child: Some(
+            Command::new(host_bin())
+                .args(["run", "--mode", "live", "--dry-run", "--symbols", "BTC-USD", "--config"])
+                .arg(&reference_path)
+                .arg("--out")
+                .arg(&dry_out)
+                .env("STRATA_TEST_CDP_KEY", std::fs::read_to_string(live.key()).unwrap())
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&dry_stderr).unwrap())
+                .spawn()
+                .unwrap(),
+        ),
+        stderr: dry_stderr,
+    };
+    let mut bars = 0;
+    while !host.stderr().contains("dry run: would send") {
+        live.sim.advance();
+        std::thread::sleep(Duration::from_millis(100));
+        bars += 1;
+        assert!(bars < 200 && host.alive(), "no order in a dry run:\n{}", host.stderr());
+    }
+    for _ in 0..5 {
+        live.sim.advance();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    host.sigterm();
+    assert_eq!(host.wait(Duration::from_secs(30)), Some(0), "{}", host.stderr());
+    assert!(venue_orders(&live.sim).is_empty(), "a dry run sent an order");
+    let intents = std::fs::read_to_string(dry.join("session.intents.jsonl")).unwrap();
+    assert!(intents.lines().all(|l| l.contains("\"dry_run\":true")), "{intents}");
+    let fills = std::fs::read_to_string(dry_out.join("fills.csv")).unwrap();
+    assert!(fills.lines().count() > 1, "the simulated fills are missing: {fills}");
+    files_to_check.push(dry.join("session.intents.jsonl"));
+    files_to_check.push(dry.join("stderr.txt"));
+
+    // No file the sessions wrote, and nothing they printed, holds the key.
+    let mut files = files_to_check;
+    files.push(live.dir.path().join("session.db"));
+    let mut stack = vec![live.out(), dry.join("session")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() { stack.push(path) } else { files.push(path) }
+        }
+    }
+    for entry in std::fs::read_dir(live.dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("session.")) {
+            files.push(path);
+        }
+    }
+    for file in files {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        for line in &secret_lines {
+            assert!(!text.contains(line), "{} holds key material", file.display());
+        }
+    }
+}
+
+impl Live {
+    /// Orders of the steps committed so far, from the audit log.
+    fn committed_orders(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.out().join("audit.jsonl")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["kind"] == "step")
+            .flat_map(|v| v["orders"].as_array().cloned().unwrap_or_default())
+            .collect()
+    }
+}
