@@ -635,3 +635,30 @@ impl Live {
             .collect()
     }
 }
+
+#[test]
+fn closed_candles_arrive_over_the_websocket_and_a_dropped_stream_is_filled_over_rest() {
+    let mut live = Live::new();
+    let mut config = live.config();
+    // The REST poll is a ten-minute fallback: bars can only come this fast through the stream.
+    for (k, v) in &mut config.live {
+        if k == "poll-interval-s" {
+            *v = "600".into();
+        }
+    }
+    live.write_config(&config);
+    let mut host = live.start(&["--yes"]);
+    live.warmed_up(&mut host);
+    for _ in 0..5 {
+        live.step(&mut host);
+    }
+    // The venue drops every WebSocket and a candle closes meanwhile: the
+    // reconnect triggers a REST check that fills it in.
+    live.sim.faults(json!({"drop_ws": true}));
+    for _ in 0..3 {
+        live.step(&mut host);
+    }
+    live.stop(&mut host);
+    let err = host.stderr();
+    assert!(err.contains("venue stream Market") && err.contains("reconnecting"), "{err}");
+}

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use strata_coinbase::{Granularity, RestClient};
+use strata_coinbase::{Credentials, Granularity, RestClient, Stream, StreamEvent};
 
 use super::config::LiveSection;
 use crate::model::{Symbol, Timestamp};
@@ -26,6 +26,8 @@ const MAX_CANDLES: i64 = 350;
 
 pub struct VenueFeed {
     pub client: Arc<RestClient>,
+    /// For the user channel of the WebSocket stream.
+    pub credentials: Arc<Credentials>,
     pub settings: LiveSection,
     /// Per symbol, the time of the last bar in its feed file.
     pub last: BTreeMap<Symbol, Option<Timestamp>>,
@@ -42,8 +44,18 @@ impl VenueFeed {
         stop: Arc<AtomicBool>,
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
         std::thread::Builder::new().name("venue-feed".into()).spawn(move || {
+            // The WebSocket stream says at once when a candle closes (and
+            // when it was cut off: then the REST poll fills the gap); the
+            // poll runs anyway, every poll-interval-s, so a silent stream
+            // never stalls the session.
+            let (events_tx, events) = std::sync::mpsc::channel();
+            let products: Vec<String> = self.last.keys().map(|s| s.to_string()).collect();
+            let endpoints = self.client.endpoints().clone();
+            let stream = Stream::new(&endpoints, Some(Arc::clone(&self.credentials)), products)
+                .spawn(events_tx, Arc::clone(&stop));
             let every = Duration::from_secs_f64(self.settings.poll_interval_s);
             let mut backoff = every;
+            let mut forming: BTreeMap<String, i64> = BTreeMap::new();
             loop {
                 let wait = match self.check(&appender, &lock, &status) {
                     Ok(()) => {
@@ -65,15 +77,25 @@ impl VenueFeed {
                 let until = Instant::now() + wait;
                 while Instant::now() < until {
                     if stop.load(Ordering::Relaxed) {
+                        drop(events);
+                        let _ = stream.join();
                         return;
                     }
-                    std::thread::sleep(Duration::from_millis(20).min(until - Instant::now()));
+                    let slice =
+                        Duration::from_millis(20).min(until.saturating_duration_since(Instant::now()));
+                    match events.recv_timeout(slice) {
+                        Ok(event) if closes_a_candle(&event, &mut forming) => break,
+                        _ => {}
+                    }
                 }
             }
         })
     }
 
     /// Appends every symbol's candles closed since its last one, by the venue's clock.
+    ///
+    /// Every check asks from the last candle in the file on, so whatever a
+    /// dropped stream missed is filled here, over REST.
     fn check(&mut self, appender: &Appender, lock: &FeedLock, status: &SharedStatus) -> Result<()> {
         let g_s = i64::from(self.settings.granularity_s);
         let granularity =
@@ -134,5 +156,37 @@ impl VenueFeed {
         drop(closed);
         status.lock().unwrap_or_else(|p| p.into_inner()).feed.bars_written += written as u64;
         Ok(())
+    }
+}
+
+/// Whether a stream event means a poll is due now: a candle of a new period
+/// (the previous one closed), or the stream reconnected after a gap.
+fn closes_a_candle(event: &StreamEvent, forming: &mut BTreeMap<String, i64>) -> bool {
+    match event {
+        StreamEvent::Candle { product_id, candle } => {
+            let seen = forming.insert(product_id.clone(), candle.start);
+            seen.is_none_or(|start| candle.start > start)
+        }
+        StreamEvent::Gap { endpoint, reason } => {
+            tracing::warn!(
+                "venue stream {endpoint:?}: {reason}; reconnecting (the next poll fills what it missed)"
+            );
+            false
+        }
+        StreamEvent::Connected { endpoint } => {
+            tracing::info!("venue stream {endpoint:?}: subscribed");
+            true
+        }
+        StreamEvent::Order(update) => {
+            tracing::debug!(
+                "venue order {} ({}): {:?}, {} filled",
+                update.order_id,
+                update.client_order_id,
+                update.status,
+                update.cumulative_quantity.normalize()
+            );
+            false
+        }
+        StreamEvent::Heartbeat { .. } => false,
     }
 }

@@ -49,6 +49,7 @@ pub struct LiveOptions {
 pub struct LiveSession {
     pub venue: Arc<Venue>,
     pub client: Arc<RestClient>,
+    pub credentials: Arc<Credentials>,
     pub settings: LiveSection,
     pub options: LiveOptions,
     pub newest_closed: Arc<Mutex<BTreeMap<Symbol, Timestamp>>>,
@@ -92,7 +93,7 @@ impl LiveSession {
             ws_user: settings.ws_user_url.clone(),
         };
         let client = Arc::new(
-            RestClient::new(endpoints, Some(credentials))
+            RestClient::new(endpoints, Some(Arc::clone(&credentials)))
                 .with_timeout(Duration::from_secs_f64(settings.request_timeout_s)),
         );
         let mut products = BTreeMap::new();
@@ -151,7 +152,7 @@ impl LiveSession {
             sent: 0,
             refused: 0,
         });
-        Ok(LiveSession { venue, client, settings, options, newest_closed, products, baseline })
+        Ok(LiveSession { venue, client, credentials, settings, options, newest_closed, products, baseline })
     }
 
     /// Hands the committed journal to the router, for the restart's replay.

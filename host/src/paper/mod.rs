@@ -423,6 +423,7 @@ pub fn run(opts: Options) -> Result<ExitCode> {
             status.lock().expect("status").feed.kind = "venue".into();
             crate::live::VenueFeed {
                 client: Arc::clone(&session.client),
+                credentials: Arc::clone(&session.credentials),
                 settings: session.settings.clone(),
                 last,
                 newest_closed: Arc::clone(&session.newest_closed),
