@@ -662,3 +662,53 @@ fn closed_candles_arrive_over_the_websocket_and_a_dropped_stream_is_filled_over_
     let err = host.stderr();
     assert!(err.contains("venue stream Market") && err.contains("reconnecting"), "{err}");
 }
+
+/// `host ctl ACTION --out DIR`.
+fn ctl(live: &Live, action: &str) -> Ran {
+    host(&["ctl", action, "--out", &live.out().display().to_string()])
+}
+
+#[test]
+fn an_operator_pauses_resumes_and_cancels_working_orders_with_host_ctl() {
+    let mut live = Live::new();
+    let mut config = live.config();
+    config.paper.push(("http-port".into(), "0".into()));
+    live.write_config(&config);
+    let mut host = live.start(&["--yes"]);
+    live.warmed_up(&mut host);
+    let paused = ctl(&live, "pause");
+    assert!(paused.ok() && paused.stdout.contains("queued"), "{paused:#?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ctl(&live, "status").stdout.contains("\"paused\": true") {
+        assert!(Instant::now() < deadline, "the pause did not take: {}", host.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Paused: decisions are recorded as not sent, and the venue gets nothing.
+    let mut bars = 0;
+    while !live.committed_orders().iter().any(|o| o["reason"].as_str().unwrap_or("").contains("paused")) {
+        live.step(&mut host);
+        bars += 1;
+        assert!(bars < 200, "no decision while paused:\n{}", host.stderr());
+    }
+    assert!(venue_orders(&live.sim).is_empty(), "an order went out while paused");
+
+    // Resumed: the next order goes out; cancel-all takes it back before it fills.
+    assert!(ctl(&live, "resume").ok());
+    let mut bars = 0;
+    while venue_orders(&live.sim).is_empty() {
+        live.step(&mut host);
+        bars += 1;
+        assert!(bars < 200, "no order after resuming:\n{}", host.stderr());
+    }
+    assert!(ctl(&live, "cancel-all").ok());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while venue_orders(&live.sim)[0]["status"] != "CANCELLED" {
+        assert!(Instant::now() < deadline, "the order was not cancelled: {:#?}", venue_orders(&live.sim));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    live.step(&mut host);
+    let cancelled = live.committed_orders();
+    assert!(cancelled.iter().any(|o| o["status"] == "cancelled"), "{cancelled:#?}");
+    live.stop(&mut host);
+    assert_ledger_is_the_account(&live);
+}

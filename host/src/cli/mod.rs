@@ -1,6 +1,7 @@
 //! The command line: one module per subcommand, each with an `execute`.
 
 pub mod config;
+pub mod ctl;
 pub mod data;
 pub mod optimize;
 pub mod paper;
@@ -45,6 +46,9 @@ pub enum Command {
     Optimize(optimize::OptimizeCommand),
     /// Show a running paper session's health: `host status --out runs/paper-BTC-USD`.
     Status(status::StatusArgs),
+    /// Control a running live session: `host ctl pause --out runs/live-BTC-USD`
+    /// (status, pause, resume, cancel-all).
+    Ctl(ctl::CtlArgs),
     /// Replay a paper session's audit log through the backtest engine and
     /// compare decision by decision.
     Replay(replay::ReplayArgs),
@@ -59,6 +63,7 @@ pub fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Optimize(cmd) => optimize::execute(cmd),
         Command::Status(args) => status::execute(args),
         Command::Replay(args) => replay::execute(args),
+        Command::Ctl(args) => ctl::execute(args),
     }
 }
 

@@ -151,6 +151,7 @@ impl LiveSession {
             intents,
             sent: 0,
             refused: 0,
+            paused: false,
         });
         Ok(LiveSession { venue, client, credentials, settings, options, newest_closed, products, baseline })
     }

@@ -150,6 +150,8 @@ pub(crate) struct VenueState {
     pub pending: BTreeMap<u64, Intent>,
     pub sent: u64,
     pub refused: u64,
+    /// The operator paused new orders (`host ctl pause`).
+    pub paused: bool,
 }
 
 /// An order request written before it is sent.
@@ -208,6 +210,10 @@ impl Venue {
             .filter(|r| !r.finished)
             .filter_map(|r| r.venue_order_id.clone().map(|id| (r.client_order_id.clone(), id)))
             .collect()
+    }
+
+    pub fn set_paused(&self, paused: bool) {
+        self.lock().paused = paused;
     }
 
     pub fn counts(&self) -> (u64, u64) {
@@ -391,6 +397,9 @@ impl VenueExecution {
     /// or why it cannot be sent.
     fn build(&self, order: &Order, bar: &Bar) -> Result<(NewOrder, Intent), String> {
         let state = self.venue.lock();
+        if state.paused {
+            return Err("not sent: the operator paused new orders (host ctl resume)".into());
+        }
         let g = state.granularity_ms;
         if let Some(newest) = state.newest_closed.lock().unwrap_or_else(|p| p.into_inner()).get(&self.symbol)
         {

@@ -41,7 +41,11 @@ pub fn serve(port: u16, status: SharedStatus, out: &Path) -> Result<Server> {
         .name("http".into())
         .spawn(move || {
             for request in serving.incoming_requests() {
-                let (code, body, content_type) = respond(request.url(), &status);
+                let (code, body, content_type) = if *request.method() == tiny_http::Method::Post {
+                    command(request.url(), &status)
+                } else {
+                    respond(request.url(), &status)
+                };
                 let header =
                     tiny_http::Header::from_bytes("Content-Type", content_type).expect("valid header");
                 let response =
@@ -51,6 +55,24 @@ pub fn serve(port: u16, status: SharedStatus, out: &Path) -> Result<Server> {
         })
         .context("cannot start the endpoint's thread")?;
     Ok(Server { server, thread: Some(thread) })
+}
+
+/// `POST /ctl/<command>`: queued for the loop, which applies it between bars.
+fn command(url: &str, status: &SharedStatus) -> (u16, String, &'static str) {
+    let name = url.split('?').next().unwrap_or_default().strip_prefix("/ctl/").unwrap_or_default();
+    let Some(command) = super::status::OperatorCommand::parse(name) else {
+        return (404, "not found: POST /ctl/pause, /ctl/resume or /ctl/cancel-all\n".into(), "text/plain");
+    };
+    let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
+    if !s.live {
+        return (
+            409,
+            "operator commands act on a live session's venue orders; this is a paper session\n".into(),
+            "text/plain",
+        );
+    }
+    s.commands.push(command);
+    (202, format!("{{\"queued\": \"{name}\"}}\n"), "application/json")
 }
 
 fn respond(url: &str, status: &SharedStatus) -> (u16, String, &'static str) {
@@ -81,6 +103,8 @@ fn respond(url: &str, status: &SharedStatus) -> (u16, String, &'static str) {
                 "resumed_bars": status.resumed_bars,
                 "snapshots": status.snapshots,
                 "restored": status.restored,
+                "live": status.live,
+                "paused": status.paused,
             });
             (200, serde_json::to_string_pretty(&body).unwrap_or_default() + "\n", "application/json")
         }

@@ -366,6 +366,7 @@ pub fn run(opts: Options) -> Result<ExitCode> {
     };
 
     let status: SharedStatus = Arc::new(Mutex::new(Status::new(opts.symbols.clone(), start_cash)));
+    status.lock().expect("status").live = live.is_some();
     let http = match first.config.config.paper.http_port {
         Some(port) => Some(http::serve(port, Arc::clone(&status), &out)?),
         None => None,
@@ -499,6 +500,9 @@ pub fn run(opts: Options) -> Result<ExitCode> {
             }
             if !catching_up {
                 set_state(&status, &backtest, SessionState::Running);
+                if let Some(session) = &live {
+                    operator_commands(session, &status, &store);
+                }
                 let bars_now = committed_steps;
                 if pending_reload.as_ref().is_some_and(|p| p.task.is_finished()) {
                     let pending = pending_reload.take().expect("checked");
@@ -700,6 +704,32 @@ fn stop_error(
             out.display()
         ),
         (None, None) => anyhow::anyhow!("the {mode} session stopped; {saved}"),
+    }
+}
+
+/// Applies what `host ctl` asked, between bars.
+fn operator_commands(session: &LiveSession, status: &SharedStatus, store: &Store) {
+    let commands = std::mem::take(&mut status.lock().expect("status").commands);
+    for command in commands {
+        use status::OperatorCommand::*;
+        let what = match command {
+            Pause => {
+                session.venue.set_paused(true);
+                status.lock().expect("status").paused = true;
+                "paused: no new order is sent until host ctl resume"
+            }
+            Resume => {
+                session.venue.set_paused(false);
+                status.lock().expect("status").paused = false;
+                "resumed: orders are sent again"
+            }
+            CancelAll => {
+                session.cancel_working();
+                "cancel-all: every order working at the venue was asked to cancel"
+            }
+        };
+        tracing::warn!("operator: {what}");
+        let _ = store.session_event(&format!("operator: {what}"));
     }
 }
 

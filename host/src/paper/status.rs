@@ -106,6 +106,34 @@ pub struct Status {
     pub snapshots: BTreeMap<String, usize>,
     /// Slices whose persisted state was handed back at the restart.
     pub restored: Vec<String>,
+    /// Live mode: the session takes operator commands (`host ctl`).
+    pub live: bool,
+    /// Live mode: the operator paused new orders.
+    pub paused: bool,
+    /// Operator commands waiting for the loop, in the order they came.
+    #[serde(skip)]
+    pub commands: Vec<OperatorCommand>,
+}
+
+/// What `host ctl` asks a running live session to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorCommand {
+    /// Send no new order (each is recorded as not sent) until `Resume`.
+    Pause,
+    Resume,
+    /// Cancel every order working at the venue.
+    CancelAll,
+}
+
+impl OperatorCommand {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "pause" => Some(OperatorCommand::Pause),
+            "resume" => Some(OperatorCommand::Resume),
+            "cancel-all" => Some(OperatorCommand::CancelAll),
+            _ => None,
+        }
+    }
 }
 
 impl Status {
@@ -137,6 +165,9 @@ impl Status {
             resumed_bars: 0,
             snapshots: BTreeMap::new(),
             restored: Vec::new(),
+            live: false,
+            paused: false,
+            commands: Vec::new(),
         }
     }
 }
