@@ -351,6 +351,12 @@ fn live_mode_without_a_key_refuses_naming_what_is_missing() {
     let mut host = live.start(&["--yes"]);
     assert_ne!(host.wait(Duration::from_secs(60)), Some(0));
     assert!(host.stderr().contains("STRATA_TEST_NO_SUCH_KEY"), "{}", host.stderr());
+    // A config whose fault policy would close positions in the ledger only is refused.
+    let text = format!("[faults]\npolicy = \"skip-symbol\"\n\n{}", live.config().to_toml());
+    std::fs::write(live.dir.path().join("run.toml"), text).unwrap();
+    let mut host = live.start(&["--yes"]);
+    assert_ne!(host.wait(Duration::from_secs(60)), Some(0));
+    assert!(host.stderr().contains("faults.policy must be \"halt\""), "{}", host.stderr());
     // A key, but no confirmation and no terminal to ask on: nothing is sent.
     live.write_config(&live.config());
     let mut host = live.start(&[]);

@@ -75,6 +75,38 @@ fn credentials(config: &LoadedConfig) -> Result<Credentials> {
     }
 }
 
+/// What a live session on a spot venue cannot do yet, refused before anything
+/// is sent. The host's own liquidations (fault policies, the drawdown kill
+/// switch) close positions in the ledger at a bar's open; on a venue that
+/// would leave the position open while the ledger says flat, so live mode
+/// takes the policies that do not liquidate. Spot has no borrowing.
+fn refuse_what_live_cannot_do(config: &LoadedConfig) -> Result<()> {
+    let c = &config.config;
+    let mut problems = Vec::new();
+    if c.faults.policy != crate::config::FaultPolicy::Halt {
+        problems.push(
+            "faults.policy must be \"halt\": the other policies close positions in the ledger only, \
+             which a venue would not follow (a failed slice stops the session; its positions stay at the venue)",
+        );
+    }
+    if c.risk.max_drawdown.is_some() {
+        problems.push(
+            "risk.max-drawdown: the drawdown kill switch closes positions in the ledger only; leave it out \
+             (risk.max-daily-loss, which stops new entries, works)",
+        );
+    }
+    if c.shorting.enabled {
+        problems.push("shorting.enabled: Coinbase spot cannot sell what the account does not hold");
+    }
+    if c.account.kind == crate::account::AccountType::Margin {
+        problems.push("account.type = \"margin\": Coinbase spot does not lend; use \"cash\"");
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    bail!("{}: live mode cannot run this config yet:\n  {}", config.path.display(), problems.join("\n  "))
+}
+
 impl LiveSession {
     /// Connects to the venue and checks what a session needs before it
     /// starts: the key works, every symbol trades, one quote currency, and
@@ -86,6 +118,9 @@ impl LiveSession {
         store: &Store,
     ) -> Result<Self> {
         let settings = config.config.live.clone();
+        if !options.dry_run {
+            refuse_what_live_cannot_do(config)?;
+        }
         let credentials = Arc::new(credentials(config)?);
         let endpoints = Endpoints {
             rest: settings.rest_url.clone(),
