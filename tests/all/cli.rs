@@ -3,11 +3,14 @@
 use strata_tests::*;
 
 #[test]
-fn modes_not_built_yet_say_so_and_exit_non_zero() {
-    // `paper` exists since issue 7 (tests/all/paper.rs), `optimize` since
-    // issue 8 (tests/all/optimize.rs).
-    host(&["run", "--mode", "live", "--symbols", "BTC-USD"])
-        .assert_fails_with(&["mode `live` is not available yet"]);
+fn live_mode_without_a_key_says_what_is_missing_and_writes_nothing() {
+    // tests/all/live.rs trades against a local exchange; here, the shipped
+    // config names no key, so nothing may start or be written.
+    let dir = tempdir();
+    let out = dir.path().join("live-run");
+    host(&["run", "--mode", "live", "--symbols", "BTC-USD", "--out", out.to_str().unwrap()])
+        .assert_fails_with(&["live mode needs the venue's API key", "key-file", "key-env"]);
+    assert!(!out.exists() && !out.with_extension("db").exists(), "a refused session left files behind");
 }
 
 #[test]

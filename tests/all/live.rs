@@ -457,19 +457,36 @@ fn the_venues_refusals_are_recorded_rate_limits_waited_out_and_a_moved_account_s
     // The next order is refused for funds, and the next two requests after it are rate limited.
     live.sim.faults(json!({"reject_next": {"count": 1, "error": "INSUFFICIENT_FUND", "message": "Insufficient balance in source account"}}));
     let mut bars = 0;
-    while !live.committed_orders().iter().any(|o| o["status"] == "rejected") {
+    while !live
+        .committed_orders()
+        .iter()
+        .any(|o| o["reason"].as_str().unwrap_or("").contains("the venue refused"))
+    {
         live.step(&mut host);
         bars += 1;
         assert!(bars < 200, "no order after {bars} bars:\n{}", host.stderr());
     }
-    live.sim.faults(json!({"rate_limit_next": 2}));
+    // Then: two 429s; the next order placed but its answer lost (the router
+    // re-sends it with the same client order id and gets the same order);
+    // and its fill split across two bars.
+    live.sim.faults(json!({"rate_limit_next": 2, "swallow_next_create": true, "partial_fill_next": "0.5"}));
     let mut bars = 0;
     while venue_orders(&live.sim).iter().filter(|o| o["status"] == "FILLED").count() < 1 {
         live.step(&mut host);
         bars += 1;
         assert!(bars < 200, "no fill after {bars} bars:\n{}", host.stderr());
     }
+    live.step(&mut host);
     live.stop(&mut host);
+    let err = host.stderr();
+    assert!(err.contains("no answer from the venue (attempt 1 of 3)"), "{err}");
+    let fills = rows(&live.file("fills.csv"));
+    let first = &fills[0][1];
+    assert_eq!(
+        fills.iter().filter(|f| &f[1] == first).count(),
+        2,
+        "the first order's fill was not split: {fills:?}"
+    );
     let orders = live.file("orders.csv");
     assert!(
         orders.contains("the venue refused it: INSUFFICIENT_FUND (Insufficient balance in source account)"),
@@ -560,7 +577,15 @@ fn a_dry_run_sends_nothing_and_no_key_material_reaches_a_slice_or_a_file() {
     // and the venue sees none.
     let dry = live.dir.path().join("dry");
     std::fs::create_dir(&dry).unwrap();
-    let mut reference = live.config();
+    // Its execution slice (which fills the orders in a dry run, next to a
+    // host holding a real key) hunts for the key: environment, the key file,
+    // the state database, the venue's address, its own memory.
+    let venue_addr = live.sim.rest.trim_start_matches("http://").to_owned();
+    let paths = format!("{},{}", live.key().display(), live.dir.path().join("session.db").display());
+    let mut reference = live.config().slice("execution", |s| {
+        s.plugin = component("hostile-keys");
+        s.config = format!("paths = {paths:?}, venue = {venue_addr:?}");
+    });
     reference.live.retain(|(k, _)| k != "key-file");
     reference.live.push(("key-env".into(), "\"STRATA_TEST_CDP_KEY\"".into()));
     let reference_path = dry.join("run.toml");
@@ -598,6 +623,17 @@ fn a_dry_run_sends_nothing_and_no_key_material_reaches_a_slice_or_a_file() {
     host.sigterm();
     assert_eq!(host.wait(Duration::from_secs(30)), Some(0), "{}", host.stderr());
     assert!(venue_orders(&live.sim).is_empty(), "a dry run sent an order");
+    let err = host.stderr();
+    for attempt in [
+        "contained: no environment variables",
+        &format!("contained: read {}", live.key().display()),
+        "contained: read /proc/self/environ",
+        &format!("contained: tcp connect {venue_addr}"),
+        "contained: no private key in this instance's linear memory",
+    ] {
+        assert!(err.contains(attempt), "missing {attempt:?} in:\n{err}");
+    }
+    assert!(!err.contains("ESCAPED"), "{err}");
     let intents = std::fs::read_to_string(dry.join("session.intents.jsonl")).unwrap();
     assert!(intents.lines().all(|l| l.contains("\"dry_run\":true")), "{intents}");
     let fills = std::fs::read_to_string(dry_out.join("fills.csv")).unwrap();

@@ -107,6 +107,15 @@ fn refuse_what_live_cannot_do(config: &LoadedConfig) -> Result<()> {
     bail!("{}: live mode cannot run this config yet:\n  {}", config.path.display(), problems.join("\n  "))
 }
 
+/// What can be checked before a session writes anything: the config runs
+/// in live mode, and its key is there and readable.
+pub fn preflight(config: &LoadedConfig, options: &LiveOptions) -> Result<()> {
+    if !options.dry_run {
+        refuse_what_live_cannot_do(config)?;
+    }
+    credentials(config).map(drop)
+}
+
 impl LiveSession {
     /// Connects to the venue and checks what a session needs before it
     /// starts: the key works, every symbol trades, one quote currency, and

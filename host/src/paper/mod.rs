@@ -288,6 +288,10 @@ pub fn run(opts: Options) -> Result<ExitCode> {
 
     let out = &opts.out;
     let feed_dir = out.join("feed");
+    if let Some(options) = &opts.live {
+        // A session that cannot trade leaves no folder or database behind.
+        crate::live::preflight(&read_config(&opts, &feed_dir)?.config, options)?;
+    }
     for dir in [out, &feed_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
