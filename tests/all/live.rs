@@ -105,52 +105,6 @@ struct Live {
     runs: u32,
 }
 
-/// A host process of the session.
-struct Host {
-    child: Option<Child>,
-    stderr: PathBuf,
-}
-
-impl Host {
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn sigterm(&self) {
-        let pid = self.child.as_ref().unwrap().id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    }
-
-    fn wait(&mut self, timeout: Duration) -> Option<i32> {
-        let deadline = Instant::now() + timeout;
-        let child = self.child.as_mut().unwrap();
-        while Instant::now() < deadline {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
 impl Live {
     fn new() -> Live {
         let dir = tempdir();
@@ -190,7 +144,7 @@ impl Live {
         path
     }
 
-    fn start(&mut self, extra: &[&str]) -> Host {
+    fn start(&mut self, extra: &[&str]) -> Running {
         let config = self.dir.path().join("run.toml");
         if !config.exists() {
             self.write_config(&self.config());
@@ -211,7 +165,7 @@ impl Live {
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
             .expect("start host");
-        Host { child: Some(child), stderr }
+        Running { child: Some(child), stderr }
     }
 
     /// Timestamps (ms) of the bars the session committed, from its audit log.
@@ -225,7 +179,7 @@ impl Live {
     }
 
     /// Closes one candle at the venue and waits for the session to commit it.
-    fn step(&self, host: &mut Host) {
+    fn step(&self, host: &mut Running) {
         let closed = self.sim.advance() * 1000;
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self.committed().contains(&closed) {
@@ -240,7 +194,7 @@ impl Live {
     }
 
     /// Waits until the session has committed its history (the candles closed before it started).
-    fn warmed_up(&self, host: &mut Host) {
+    fn warmed_up(&self, host: &mut Running) {
         let newest = (self.sim.now() - 3600) * 1000;
         let deadline = Instant::now() + Duration::from_secs(60);
         while !self.committed().contains(&newest) {
@@ -258,8 +212,8 @@ impl Live {
         serde_json::from_str(&self.file("summary.json")).unwrap()
     }
 
-    fn stop(&self, host: &mut Host) {
-        host.sigterm();
+    fn stop(&self, host: &mut Running) {
+        host.signal("TERM");
         let code = host.wait(Duration::from_secs(30));
         assert_eq!(code, Some(0), "the session did not stop cleanly:\n{}", host.stderr());
     }
@@ -551,7 +505,7 @@ fn a_dry_run_sends_nothing_and_no_key_material_reaches_a_slice_or_a_file() {
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
             .unwrap();
-        Host { child: Some(child), stderr }
+        Running { child: Some(child), stderr }
     };
     live.warmed_up(&mut host);
     for _ in 0..10 {
@@ -592,7 +546,7 @@ fn a_dry_run_sends_nothing_and_no_key_material_reaches_a_slice_or_a_file() {
     std::fs::write(&reference_path, reference.to_toml()).unwrap();
     let dry_out = dry.join("session");
     let dry_stderr = dry.join("stderr.txt");
-    let mut host = Host {
+    let mut host = Running {
         child: Some(
             Command::new(host_bin())
                 .args(["run", "--mode", "live", "--dry-run", "--symbols", "BTC-USD", "--config"])
@@ -620,7 +574,7 @@ fn a_dry_run_sends_nothing_and_no_key_material_reaches_a_slice_or_a_file() {
         live.sim.advance();
         std::thread::sleep(Duration::from_millis(100));
     }
-    host.sigterm();
+    host.signal("TERM");
     assert_eq!(host.wait(Duration::from_secs(30)), Some(0), "{}", host.stderr());
     assert!(venue_orders(&live.sim).is_empty(), "a dry run sent an order");
     let err = host.stderr();

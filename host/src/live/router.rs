@@ -353,7 +353,8 @@ impl VenueExecution {
                     reject(format!("the venue refused it: {} ({})", excerpt(&error), excerpt(&message)));
                 record.finished.push(order.id.0);
             }
-            (None, Some(e @ (VenueError::Timeout(_) | VenueError::Transport(_)))) => {
+            (None, e @ (Some(VenueError::Timeout(_) | VenueError::Transport(_)) | None)) => {
+                let e = e.map(|e| e.to_string()).unwrap_or_else(|| "no attempt was made".into());
                 // Unknown whether it was placed: stop rather than guess. A
                 // restart re-sends it with the same client order id.
                 return Err(self.fail(format!(
@@ -369,7 +370,6 @@ impl VenueExecution {
                 record.events = reject(format!("the venue did not take it: {e}"));
                 record.finished.push(order.id.0);
             }
-            (None, None) => unreachable!("at least one attempt runs"),
         }
         self.journal(record)
     }
@@ -681,7 +681,12 @@ impl VenueExecution {
                     request.product_id,
                     request.client_order_id
                 );
-                self.simulated.as_mut().expect("dry run").submit(order, bar, events)
+                match self.simulated.as_mut() {
+                    Some(simulated) => simulated.submit(order, bar, events),
+                    None => {
+                        Err(self.fail("a dry run without the execution slice that fills its orders".into()))
+                    }
+                }
             }
             Err(reason) => {
                 events.push(OrderEvent::Rejected { order_id: order.id, reason });

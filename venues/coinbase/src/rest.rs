@@ -287,26 +287,24 @@ impl RestClient {
 
     /// Open orders on the given products (all products when empty), following cursors.
     pub fn open_orders(&self, products: &[String]) -> Result<Vec<VenueOrder>, VenueError> {
-        let path = "/orders/historical/batch";
-        self.require_credentials(path)?;
-        let mut query = vec![("order_status", "OPEN".to_string()), ("limit", "250".into())];
-        query.extend(products.iter().map(|p| ("product_ids", p.clone())));
-        let mut out = Vec::new();
-        self.paginate(path, query, |name, body| {
-            let (page, next) = model::parse_orders(name, body)?;
-            out.extend(page);
-            Ok(next)
-        })?;
-        Ok(out)
+        self.list_orders(products, Some("OPEN"))
     }
 
     /// Every order (any status) on the given products, following cursors:
     /// how an order is found by its `client_order_id`, which List Orders
     /// returns but does not filter by.
     pub fn orders_of(&self, products: &[String]) -> Result<Vec<VenueOrder>, VenueError> {
+        self.list_orders(products, None)
+    }
+
+    /// List Orders, with `order_status` when given.
+    fn list_orders(&self, products: &[String], status: Option<&str>) -> Result<Vec<VenueOrder>, VenueError> {
         let path = "/orders/historical/batch";
         self.require_credentials(path)?;
         let mut query = vec![("limit", "250".to_string())];
+        if let Some(status) = status {
+            query.push(("order_status", status.to_string()));
+        }
         query.extend(products.iter().map(|p| ("product_ids", p.clone())));
         let mut out = Vec::new();
         self.paginate(path, query, |name, body| {
