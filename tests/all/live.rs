@@ -150,6 +150,8 @@ impl Live {
             self.write_config(&self.config());
         }
         self.runs += 1;
+        // The endpoint's address is written anew by each process.
+        let _ = std::fs::remove_file(self.out().join("http.addr"));
         let stderr = self.dir.path().join(format!("stderr-{}.txt", self.runs));
         let child = Command::new(host_bin())
             .args(["run", "--mode", "live", "--symbols", "BTC-USD", "--config"])
@@ -400,7 +402,10 @@ fn a_live_session_trades_at_the_venue_and_two_kill_9s_neither_double_nor_lose_an
     assert_eq!(rows(&live.file("fills.csv")).len(), venue_fills);
     assert!(venue_fills >= 3, "too few fills to tell: {venue_fills}");
     assert_ledger_is_the_account(&live);
-    assert_eq!(live.summary()["mode"], "live");
+    let summary = live.summary();
+    assert_eq!(summary["mode"], "live");
+    assert_eq!(summary["venue"]["name"], "coinbase");
+    assert_eq!(summary["venue"]["baseline"]["balances"]["USD"], ACCOUNT_USD, "{summary:#}");
 }
 
 #[test]
@@ -687,9 +692,25 @@ fn an_operator_pauses_resumes_and_cancels_working_orders_with_host_ctl() {
         assert!(bars < 200, "no decision while paused:\n{}", host.stderr());
     }
     assert!(venue_orders(&live.sim).is_empty(), "an order went out while paused");
+    // A pause outlives a restart.
+    live.stop(&mut host);
+    let mut host = live.start(&["--yes"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !host.stderr().contains("still paused") {
+        assert!(
+            Instant::now() < deadline && host.alive(),
+            "the restart forgot the pause:\n{}",
+            host.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     // Resumed: the next order goes out; cancel-all takes it back before it fills.
-    assert!(ctl(&live, "resume").ok());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ctl(&live, "resume").ok() {
+        assert!(Instant::now() < deadline, "the restarted session does not answer: {}", host.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let mut bars = 0;
     while venue_orders(&live.sim).is_empty() {
         live.step(&mut host);

@@ -260,6 +260,23 @@ impl LiveSession {
         reconcile::check(self, ledger, symbols)
     }
 
+    /// What `summary.json` says about the venue (nothing secret: the key's
+    /// location is in the config, its material nowhere).
+    pub fn summary(&self) -> serde_json::Value {
+        let (sent, refused) = self.venue.counts();
+        let state = self.venue.lock();
+        serde_json::json!({
+            "name": self.settings.venue,
+            "rest_url": self.settings.rest_url,
+            "session": state.session,
+            "dry_run": self.options.dry_run,
+            "paused": state.paused,
+            "orders_sent_by_this_process": sent,
+            "orders_not_sent_or_refused_by_this_process": refused,
+            "baseline": self.baseline,
+        })
+    }
+
     /// Cancels the orders still working at the venue (a stop with `on-stop = "cancel"`).
     pub fn cancel_working(&self) {
         if self.options.dry_run {

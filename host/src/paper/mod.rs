@@ -371,6 +371,14 @@ pub fn run(opts: Options) -> Result<ExitCode> {
 
     let status: SharedStatus = Arc::new(Mutex::new(Status::new(opts.symbols.clone(), start_cash)));
     status.lock().expect("status").live = live.is_some();
+    // A pause outlives a restart: the operator lifts it, not a crash.
+    if let Some(session) = &live
+        && store.meta("live_paused")?.as_deref() == Some("1")
+    {
+        session.venue.set_paused(true);
+        status.lock().expect("status").paused = true;
+        tracing::warn!("the operator paused new orders before the restart: still paused (host ctl resume)");
+    }
     let http = match first.config.config.paper.http_port {
         Some(port) => Some(http::serve(port, Arc::clone(&status), &out)?),
         None => None,
@@ -664,7 +672,16 @@ pub fn run(opts: Options) -> Result<ExitCode> {
     }
     let error = result.as_ref().err().map(|e| format!("{e:#}"));
     let commit_seconds = status.lock().expect("status").commit_seconds;
-    let summary = finish_files(&store, &out, &opts, &backtest, outcome, error.as_deref(), commit_seconds);
+    let summary = finish_files(
+        &store,
+        &out,
+        &opts,
+        &backtest,
+        live.as_ref(),
+        outcome,
+        error.as_deref(),
+        commit_seconds,
+    );
     let event = store.session_event(&format!("stopped ({outcome})"));
     set_state(&status, &backtest, SessionState::Stopped);
     drop(http);
@@ -718,11 +735,13 @@ fn operator_commands(session: &LiveSession, status: &SharedStatus, store: &Store
         use status::OperatorCommand::*;
         let what = match command {
             Pause => {
+                let _ = store.set_meta("live_paused", "1");
                 session.venue.set_paused(true);
                 status.lock().expect("status").paused = true;
                 "paused: no new order is sent until host ctl resume"
             }
             Resume => {
+                let _ = store.set_meta("live_paused", "0");
                 session.venue.set_paused(false);
                 status.lock().expect("status").paused = false;
                 "resumed: orders are sent again"
@@ -1026,11 +1045,13 @@ fn refuse(status: &SharedStatus, reason: String) {
 
 /// Writes the run folder's files from the state database and returns the
 /// text summary to print.
+#[allow(clippy::too_many_arguments)]
 fn finish_files(
     store: &Store,
     out: &Path,
     opts: &Options,
     backtest: &Backtest<'_>,
+    live: Option<&LiveSession>,
     outcome: &str,
     error: Option<&str>,
     commit_seconds: f64,
@@ -1120,6 +1141,7 @@ fn finish_files(
         "commit_seconds": commit_seconds,
         "state_db": store.path().display().to_string(),
         "audit_log": out.join("audit.jsonl").display().to_string(),
+        "venue": live.map(LiveSession::summary),
     });
     std::fs::write(out.join("summary.json"), serde_json::to_string_pretty(&summary)? + "\n")
         .with_context(|| format!("cannot write {}", out.join("summary.json").display()))?;
