@@ -7,7 +7,8 @@
 //! behind the session's back, and compare the ledger with the venue's
 //! account. Every wait has a deadline; every process dies with its test.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -55,15 +56,35 @@ impl Sim {
         Sim { rest: s("rest"), ws_market: s("ws_market"), ws_user: s("ws_user"), child, _stdin: stdin }
     }
 
+    /// One HTTP/1.1 request to the simulator's REST port; the JSON answer
+    /// (Null if it is not JSON). A plain socket, so the tests need no curl.
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let url = format!("{}{path}", self.rest);
-        let mut cmd = Command::new("curl");
-        cmd.args(["-s", "-X", method, &url]);
-        if let Some(b) = body {
-            cmd.args(["-H", "Content-Type: application/json", "-d", &b.to_string()]);
+        let addr = self.rest.trim_start_matches("http://");
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut stream = TcpStream::connect(addr).expect("connect to coinbase-sim");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap_or(0);
+            }
         }
-        let out = cmd.output().expect("curl");
-        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+        let mut answer = vec![0; length];
+        reader.read_exact(&mut answer).unwrap();
+        serde_json::from_slice(&answer).unwrap_or(Value::Null)
     }
 
     fn account(&self) -> Value {
