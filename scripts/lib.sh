@@ -10,6 +10,7 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 # The plugin crates and the test fixtures, built as components.
 COMPONENT_PACKAGES=(
   csv-data parquet-data synthetic-data sma trend-vol-regime sma-crossover fixed-fraction sim-execution
+  twap-execution
 )
 if [ -d tests/fixtures ]; then
   for manifest in tests/fixtures/*/Cargo.toml; do
@@ -73,7 +74,7 @@ build_all() {
 # written to target/next-interface/wit, and the host built against it as
 # target/release/host-next-interface (only the host crate is recompiled).
 # host/src/bindings.rs and host/src/runtime/mod.rs name the same version.
-NEXT_INTERFACE_VERSION=0.1.1
+NEXT_INTERFACE_VERSION=0.1.2
 build_host_next_interface() {
   local out=target/next-interface/wit staging
   staging="$(mktemp -d)"

@@ -14,33 +14,8 @@ wasmtime::component::bindgen!({
         package strata:host-view;
 
         world all-slices {
-            import strata:plugin/host@0.1.0;
-            export strata:plugin/data@0.1.0;
-            export strata:plugin/analysis@0.1.0;
-            export strata:plugin/regime@0.1.0;
-            export strata:plugin/strategy@0.1.0;
-            export strata:plugin/sizing@0.1.0;
-            export strata:plugin/execution@0.1.0;
-            export strata:plugin/snapshot@0.1.0;
-        }
-    ",
-    world: "strata:host-view/all-slices",
-    anyhow: true,
-});
-
-// The rehearsal of the next compatible interface (docs/versioning.md): the
-// same package bumped to 0.1.1, generated from `wit/` by `scripts/lib.sh`
-// into `target/next-interface/wit`, and compiled only into the
-// `host-next-interface` binary. Components built against 0.1.0 must load
-// under it unchanged; a test runs the reference chain through it.
-#[cfg(feature = "next-interface")]
-wasmtime::component::bindgen!({
-    path: "../target/next-interface/wit",
-    inline: "
-        package strata:host-view;
-
-        world all-slices {
             import strata:plugin/host@0.1.1;
+            import strata:plugin/venue@0.1.1;
             export strata:plugin/data@0.1.1;
             export strata:plugin/analysis@0.1.1;
             export strata:plugin/regime@0.1.1;
@@ -54,5 +29,32 @@ wasmtime::component::bindgen!({
     anyhow: true,
 });
 
+// The rehearsal of the next compatible interface (docs/versioning.md): the
+// same package bumped to 0.1.2, generated from `wit/` by `scripts/lib.sh`
+// into `target/next-interface/wit`, and compiled only into the
+// `host-next-interface` binary. Components built against 0.1.1 (and 0.1.0) must load
+// under it unchanged; a test runs the reference chain through it.
+#[cfg(feature = "next-interface")]
+wasmtime::component::bindgen!({
+    path: "../target/next-interface/wit",
+    inline: "
+        package strata:host-view;
+
+        world all-slices {
+            import strata:plugin/host@0.1.2;
+            import strata:plugin/venue@0.1.2;
+            export strata:plugin/data@0.1.2;
+            export strata:plugin/analysis@0.1.2;
+            export strata:plugin/regime@0.1.2;
+            export strata:plugin/strategy@0.1.2;
+            export strata:plugin/sizing@0.1.2;
+            export strata:plugin/execution@0.1.2;
+            export strata:plugin/snapshot@0.1.2;
+        }
+    ",
+    world: "strata:host-view/all-slices",
+    anyhow: true,
+});
+
 pub use exports::strata::plugin::{analysis, data, execution, regime, sizing, snapshot, strategy};
-pub use strata::plugin::{host, types};
+pub use strata::plugin::{host, types, venue};

@@ -326,6 +326,23 @@ pub struct SliceSection {
     /// CPU and memory limits of each instance of the slice.
     #[serde(default)]
     pub limits: Limits,
+    /// `[slices.execution.venue]` only: the simulated venue that an
+    /// execution slice importing `strata:plugin/venue` sends its child orders
+    /// to in backtests and paper trading (live mode sends them to the
+    /// exchange instead). Itself an execution slice that fills orders, such
+    /// as the reference `sim-execution`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub venue: Option<Box<SliceSection>>,
+}
+
+impl SliceSection {
+    /// Makes the plugin and granted directories relative to `dir` absolute.
+    fn resolve_paths(&mut self, dir: &Path) {
+        self.plugin = resolve(dir, &self.plugin);
+        for host_dir in self.grants.read_dirs.values_mut() {
+            *host_dir = resolve(dir, host_dir);
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -440,9 +457,9 @@ impl LoadedConfig {
         }
         for kind in SliceKind::ALL {
             let section = config.slices.get_mut(kind);
-            section.plugin = resolve(dir, &section.plugin);
-            for host_dir in section.grants.read_dirs.values_mut() {
-                *host_dir = resolve(dir, host_dir);
+            section.resolve_paths(dir);
+            if let Some(venue) = &mut section.venue {
+                venue.resolve_paths(dir);
             }
         }
         Ok((LoadedConfig { path, config }, text))
@@ -493,64 +510,82 @@ impl LoadedConfig {
         for kind in SliceKind::ALL {
             let section = self.config.slices.get(kind);
             let key = format!("slices.{kind}");
-            // Opened as the loader will open it (without blocking, regular
-            // files only, within the size cap), so a FIFO or a huge file is
-            // named here rather than found when the run starts.
-            match crate::files::open_regular(&section.plugin, crate::files::PLUGIN_MAX, "plugin") {
-                Ok(_) => {}
-                Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => problems.push(format!(
-                    "{key}.plugin: {} does not exist{}",
-                    excerpt(&section.plugin.to_string_lossy()),
-                    if section.plugin.starts_with(built_plugins_hint_dir(&self.path)) {
-                        " (build the plugins first: ./scripts/setup.sh)"
-                    } else {
-                        ""
+            self.section_problems(&key, section, &mut problems);
+            match (&section.venue, kind) {
+                (None, _) => {}
+                (Some(venue), SliceKind::Execution) => {
+                    if venue.venue.is_some() {
+                        problems
+                            .push(format!("{key}.venue.venue: a simulated venue has no venue of its own"));
                     }
+                    self.section_problems(&format!("{key}.venue"), venue, &mut problems);
+                }
+                (Some(_), _) => problems.push(format!(
+                    "{key}.venue: only [slices.execution] has a venue (the simulated venue its orders go to)"
                 )),
-                Err(e) => problems.push(format!("{key}.plugin: {e}")),
-            }
-            for (guest, host) in &section.grants.read_dirs {
-                if !guest.starts_with('/') {
-                    problems.push(format!(
-                        "{key}.grants.read-dirs: guest path `{}` must be absolute, like `/data`",
-                        excerpt(guest)
-                    ));
-                }
-                if !host.is_dir() {
-                    problems.push(format!(
-                        "{key}.grants.read-dirs.\"{}\": {} is not a directory",
-                        excerpt(guest),
-                        excerpt(&host.to_string_lossy())
-                    ));
-                }
-            }
-            if !(1..=MAX_DEADLINE_MS).contains(&section.limits.deadline_ms) {
-                problems.push(format!(
-                    "{key}.limits.deadline-ms must be between 1 and {MAX_DEADLINE_MS} (an hour), got {}",
-                    section.limits.deadline_ms
-                ));
-            }
-            if section.limits.budget_ms == Some(0) {
-                problems.push(format!("{key}.limits.budget-ms must be positive"));
-            }
-            if !(MIN_MEMORY_MIB..=65_536).contains(&section.limits.memory_mib) {
-                problems.push(format!(
-                    "{key}.limits.memory-mib must be between {MIN_MEMORY_MIB} and 65536, got {} \
-                     (it caps all of an instance's memories and tables together; below \
-                     {MIN_MEMORY_MIB} MiB not even the smallest reference slice can start)",
-                    section.limits.memory_mib
-                ));
-            }
-            for (name, value) in &section.config {
-                if let Err(e) = scalar(value) {
-                    problems.push(format!("{key}.config.{}: {e}", excerpt(name)));
-                }
             }
         }
         if problems.is_empty() {
             Ok(())
         } else {
             Err(ConfigError::Invalid { path: self.path.clone(), problems })
+        }
+    }
+
+    /// What can be wrong with one slice section (`key` names it in messages).
+    fn section_problems(&self, key: &str, section: &SliceSection, problems: &mut Vec<String>) {
+        // Opened as the loader will open it (without blocking, regular
+        // files only, within the size cap), so a FIFO or a huge file is
+        // named here rather than found when the run starts.
+        match crate::files::open_regular(&section.plugin, crate::files::PLUGIN_MAX, "plugin") {
+            Ok(_) => {}
+            Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => problems.push(format!(
+                "{key}.plugin: {} does not exist{}",
+                excerpt(&section.plugin.to_string_lossy()),
+                if section.plugin.starts_with(built_plugins_hint_dir(&self.path)) {
+                    " (build the plugins first: ./scripts/setup.sh)"
+                } else {
+                    ""
+                }
+            )),
+            Err(e) => problems.push(format!("{key}.plugin: {e}")),
+        }
+        for (guest, host) in &section.grants.read_dirs {
+            if !guest.starts_with('/') {
+                problems.push(format!(
+                    "{key}.grants.read-dirs: guest path `{}` must be absolute, like `/data`",
+                    excerpt(guest)
+                ));
+            }
+            if !host.is_dir() {
+                problems.push(format!(
+                    "{key}.grants.read-dirs.\"{}\": {} is not a directory",
+                    excerpt(guest),
+                    excerpt(&host.to_string_lossy())
+                ));
+            }
+        }
+        if !(1..=MAX_DEADLINE_MS).contains(&section.limits.deadline_ms) {
+            problems.push(format!(
+                "{key}.limits.deadline-ms must be between 1 and {MAX_DEADLINE_MS} (an hour), got {}",
+                section.limits.deadline_ms
+            ));
+        }
+        if section.limits.budget_ms == Some(0) {
+            problems.push(format!("{key}.limits.budget-ms must be positive"));
+        }
+        if !(MIN_MEMORY_MIB..=65_536).contains(&section.limits.memory_mib) {
+            problems.push(format!(
+                "{key}.limits.memory-mib must be between {MIN_MEMORY_MIB} and 65536, got {} \
+                 (it caps all of an instance's memories and tables together; below \
+                 {MIN_MEMORY_MIB} MiB not even the smallest reference slice can start)",
+                section.limits.memory_mib
+            ));
+        }
+        for (name, value) in &section.config {
+            if let Err(e) = scalar(value) {
+                problems.push(format!("{key}.config.{}: {e}", excerpt(name)));
+            }
         }
     }
 }

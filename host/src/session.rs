@@ -42,9 +42,12 @@ pub fn load_components(runtime: &Runtime, config: &LoadedConfig, kinds: &[SliceK
     let mut problems = Vec::new();
     for &kind in kinds {
         let section = config.config.slices.get(kind);
-        let plugin = runtime
+        let mut plugin = runtime
             .load(kind, &section.plugin)
             .with_context(|| format!("slices.{kind}.plugin in {}", config.path.display()))?;
+        if let Err(p) = attach_venue(runtime, config, &mut plugin) {
+            problems.extend(p);
+        }
         match slice_settings(kind, &plugin.label(), &section.config, &plugin.info.params) {
             Ok(s) => {
                 settings.insert(kind, s);
@@ -86,13 +89,16 @@ pub fn check_components(config: &LoadedConfig, refused: &[SliceKind]) -> (Vec<St
             // Already reported by `LoadedConfig::validate`.
             continue;
         }
-        let plugin = match runtime.load(kind, &section.plugin) {
+        let mut plugin = match runtime.load(kind, &section.plugin) {
             Ok(plugin) => plugin,
             Err(e) => {
                 problems.push(format!("slices.{kind}.plugin: {e:#}"));
                 continue;
             }
         };
+        if let Err(p) = attach_venue(&runtime, config, &mut plugin) {
+            problems.extend(p);
+        }
         match slice_settings(kind, &plugin.label(), &section.config, &plugin.info.params) {
             Ok(s) => {
                 settings.insert(kind, s);
@@ -107,6 +113,60 @@ pub fn check_components(config: &LoadedConfig, refused: &[SliceKind]) -> (Vec<St
         && session.plugins.len() == SliceKind::ALL.len()
         && session.settings.len() == SliceKind::ALL.len();
     (problems, usable.then_some(session))
+}
+
+/// Gives an execution slice that imports `strata:plugin/venue` the simulated
+/// venue `[slices.execution.venue]` names, loaded and its settings checked;
+/// names what is wrong when the two do not go together.
+pub fn attach_venue(
+    runtime: &Runtime,
+    config: &LoadedConfig,
+    plugin: &mut Plugin,
+) -> Result<(), Vec<String>> {
+    if plugin.kind != SliceKind::Execution {
+        return Ok(());
+    }
+    let section = &config.config.slices.execution;
+    let label = plugin.label();
+    let Some(venue) = &section.venue else {
+        if plugin.uses_venue {
+            return Err(vec![format!(
+                "slices.execution: {label} works orders through strata:plugin/venue; name the simulated \
+                 venue its orders go to in backtests and paper trading under [slices.execution.venue], \
+                 for example plugin = \"sim_execution.wasm\" (live mode sends them to the exchange)"
+            )]);
+        }
+        return Ok(());
+    };
+    if !plugin.uses_venue {
+        return Err(vec![format!(
+            "slices.execution.venue: {label} fills orders itself (it does not import strata:plugin/venue); \
+             remove [slices.execution.venue]"
+        )]);
+    }
+    let sim = runtime
+        .load(SliceKind::Execution, &venue.plugin)
+        .map_err(|e| vec![format!("slices.execution.venue.plugin: {e:#}")])?;
+    if sim.uses_venue {
+        return Err(vec![format!(
+            "slices.execution.venue: {} routes orders to a venue itself; the venue must fill them",
+            sim.label()
+        )]);
+    }
+    let settings = slice_settings(SliceKind::Execution, &sim.label(), &venue.config, &sim.info.params)
+        .map_err(|problems| {
+            problems
+                .into_iter()
+                .map(|p| p.replacen("slices.execution.", "slices.execution.venue.", 1))
+                .collect::<Vec<_>>()
+        })?;
+    plugin.venue = Some(std::sync::Arc::new(crate::runtime::SimulatedVenue {
+        plugin: sim,
+        settings,
+        read_dirs: venue.grants.read_dirs.clone(),
+        limits: venue.limits,
+    }));
+    Ok(())
 }
 
 impl Session {

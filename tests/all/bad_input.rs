@@ -130,17 +130,17 @@ fn a_component_of_the_wrong_kind_is_refused_naming_both_kinds() {
     let s = with_plugin_file("strategy", &sma);
     s.run(&[]).assert_fails_with(&[
         "slices.strategy.plugin",
-        "is an analysis slice (it exports strata:plugin/analysis@0.1.0), but this slot needs a strategy slice",
+        "is an analysis slice (it exports strata:plugin/analysis@0.1.1), but this slot needs a strategy slice",
     ]);
 }
 
 #[test]
 fn an_incompatible_interface_version_names_both_versions() {
     let sma = std::fs::read(component("sma")).unwrap();
-    let s = with_plugin_file("analysis", &with_interface_version(&sma, "0.1.0", "0.9.0"));
+    let s = with_plugin_file("analysis", &with_interface_version(&sma, "0.1.1", "0.9.0"));
     s.run(&[]).assert_fails_with(&[
         "built against interface strata:plugin@0.9.0",
-        "this host implements strata:plugin@0.1.0",
+        "this host implements strata:plugin@0.1.1",
     ]);
 }
 

@@ -117,8 +117,8 @@ fn a_stranger_scaffolds_builds_checks_inspects_and_swaps_in_a_strategy_without_r
     let info: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
     assert_eq!(info["name"], "my-breakout");
     assert_eq!(info["kind"], "strategy");
-    assert_eq!(info["export"], "strata:plugin/strategy@0.1.0");
-    assert_eq!(info["describe_interface_version"], "0.1.0");
+    assert_eq!(info["export"], "strata:plugin/strategy@0.1.1");
+    assert_eq!(info["describe_interface_version"], "0.1.1");
     assert_eq!(info["params"][1]["key"], "margin");
     assert_eq!(info["params"][1]["default"], 0.02);
     assert_eq!(info["size_bytes"].as_u64().unwrap(), std::fs::metadata(&wasm).unwrap().len());
@@ -170,7 +170,7 @@ fn check_says_exactly_what_is_wrong() {
     let sma = component("sma");
     let sma = sma.to_str().unwrap();
     check(&[sma, "--kind", "strategy"]).assert_fails_with(&[
-        "is an analysis slice (it exports strata:plugin/analysis@0.1.0), but this slot needs a strategy slice",
+        "is an analysis slice (it exports strata:plugin/analysis@0.1.1), but this slot needs a strategy slice",
     ]);
     check(&[sma, "--kind", "analysis", "--config", "fsat=3"])
         .assert_fails_with(&["--config fsat: sma 0.1.0 has no setting `fsat` (it accepts: fast, slow)"]);
@@ -183,12 +183,12 @@ fn check_says_exactly_what_is_wrong() {
     let newer = dir.path().join("newer.wasm");
     std::fs::write(
         &newer,
-        with_interface_version(&std::fs::read(component("sma")).unwrap(), "0.1.0", "0.2.0"),
+        with_interface_version(&std::fs::read(component("sma")).unwrap(), "0.1.1", "0.2.0"),
     )
     .unwrap();
     check(&[newer.to_str().unwrap(), "--kind", "analysis"]).assert_fails_with(&[
         "built against interface strata:plugin@0.2.0",
-        "this host implements strata:plugin@0.1.0",
+        "this host implements strata:plugin@0.1.1",
     ]);
 
     let plain = dir.path().join("plain.wasm");
@@ -248,7 +248,7 @@ fn a_strategy_written_in_python_passes_check_and_runs_a_backtest() {
         info["imports"].as_array().unwrap().iter().map(|i| i.as_str().unwrap()).collect();
     // componentize-py's runtime asks for files and sockets; it gets none of them.
     assert!(imports.iter().any(|i| i.starts_with("wasi:filesystem/")), "{imports:?}");
-    assert!(imports.contains(&"strata:plugin/host@0.1.0"), "{imports:?}");
+    assert!(imports.contains(&"strata:plugin/host@0.1.1"), "{imports:?}");
 
     // Swapped in through the config this time.
     let config = ConfigFile::reference(&shared_data())
@@ -374,9 +374,9 @@ fn a_host_of_the_next_compatible_interface_runs_the_unchanged_components() {
     let today = backtest(&host_bin(), dir.path(), &cache, "today", &[]);
     let bumped = backtest(&next, dir.path(), &cache, "bumped", &[]);
     let summary = read_summary(&bumped);
-    assert_eq!(summary["interface_version"], "0.1.1", "the bumped host implements 0.1.1");
+    assert_eq!(summary["interface_version"], "0.1.2", "the bumped host implements 0.1.2");
     for kind in ["data", "analysis", "regime", "strategy", "sizing", "execution"] {
-        assert_eq!(summary["slices"][kind]["built_against"], "0.1.0", "{kind}");
+        assert_eq!(summary["slices"][kind]["built_against"], "0.1.1", "{kind}");
     }
     assert_eq!(read_trades(&bumped), read_trades(&today), "the same components make the same trades");
 
@@ -384,10 +384,10 @@ fn a_host_of_the_next_compatible_interface_runs_the_unchanged_components() {
     let newer = dir.path().join("newer.wasm");
     std::fs::write(
         &newer,
-        with_interface_version(&std::fs::read(component("sma")).unwrap(), "0.1.0", "0.2.0"),
+        with_interface_version(&std::fs::read(component("sma")).unwrap(), "0.1.1", "0.2.0"),
     )
     .unwrap();
-    for (bin, host_version) in [(host_bin(), "0.1.0"), (next, "0.1.1")] {
+    for (bin, host_version) in [(host_bin(), "0.1.1"), (next, "0.1.2")] {
         host_with(
             &bin,
             dir.path(),

@@ -160,6 +160,9 @@ struct Inspection {
     /// Whether it also exports the optional `snapshot` interface: its own
     /// state as bytes, which paper sessions persist and hand back on restart.
     snapshot: bool,
+    /// An execution slice that imports `strata:plugin/venue`: it works orders
+    /// through the host's venue, which the config names for backtests.
+    uses_venue: bool,
     /// The interface version in that export's name: what the host checks.
     built_against: String,
     /// The interface version `describe()` reports.
@@ -186,6 +189,7 @@ fn inspect(file: &Path, json: bool) -> Result<ExitCode> {
         description: plugin.info.description.clone(),
         export: format!("strata:plugin/{}@{}", plugin.kind, plugin.built_against),
         snapshot: plugin.exports_snapshot(),
+        uses_venue: plugin.uses_venue,
         built_against: plugin.built_against.to_string(),
         describe_interface_version: plugin.info.interface_version.clone(),
         host_interface_version: INTERFACE_VERSION,
@@ -211,6 +215,12 @@ fn inspect(file: &Path, json: bool) -> Result<ExitCode> {
         println!(
             "                strata:plugin/snapshot@{} (its own state: paper sessions persist it and hand it back on restart)",
             r.built_against
+        );
+    }
+    if r.uses_venue {
+        println!(
+            "  works orders  through the host's venue (strata:plugin/venue): backtests and paper trading \
+             need [slices.execution.venue]; live mode sends its orders to the exchange"
         );
     }
     println!(
@@ -300,7 +310,7 @@ fn init(
         SliceKind::Regime => runtime.regime_slice(plugin, sandbox, settings, features).map(drop),
         SliceKind::Strategy => runtime.strategy_slice(plugin, sandbox, settings, features).map(drop),
         SliceKind::Sizing => runtime.sizing_slice(plugin, sandbox, settings).map(drop),
-        SliceKind::Execution => runtime.execution_slice(plugin, sandbox, settings).map(drop),
+        SliceKind::Execution => runtime.check_execution(plugin, sandbox, settings),
     }
     .map_err(|e| anyhow::anyhow!("init failed: {e}"))
 }

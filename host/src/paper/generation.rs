@@ -62,19 +62,26 @@ impl Generation {
 pub fn pin_components(config: &mut RunConfig, dir: &Path) -> Result<()> {
     use sha2::{Digest, Sha256};
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    for kind in SliceKind::ALL {
-        let section = config.slices.get_mut(kind);
-        let bytes = crate::files::read_bounded(&section.plugin, crate::files::PLUGIN_MAX, "plugin")
-            .with_context(|| format!("slices.{kind}.plugin"))?;
+    let pin = |plugin: &mut PathBuf, key: &str| -> Result<()> {
+        let bytes = crate::files::read_bounded(plugin, crate::files::PLUGIN_MAX, "plugin")
+            .with_context(|| format!("{key}.plugin"))?;
         let sha: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
         let pinned = dir.join(format!("{sha}.wasm"));
         if !pinned.is_file() {
             let partial = dir.join(format!("{sha}.wasm.partial"));
-            std::fs::write(&partial, &bytes).and_then(|()| std::fs::rename(&partial, &pinned)).with_context(
-                || format!("cannot copy {} to {}", section.plugin.display(), pinned.display()),
-            )?;
+            std::fs::write(&partial, &bytes)
+                .and_then(|()| std::fs::rename(&partial, &pinned))
+                .with_context(|| format!("cannot copy {} to {}", plugin.display(), pinned.display()))?;
         }
-        section.plugin = pinned;
+        *plugin = pinned;
+        Ok(())
+    };
+    for kind in SliceKind::ALL {
+        let section = config.slices.get_mut(kind);
+        pin(&mut section.plugin, &format!("slices.{kind}"))?;
+        if let Some(venue) = &mut section.venue {
+            pin(&mut venue.plugin, &format!("slices.{kind}.venue"))?;
+        }
     }
     Ok(())
 }
@@ -234,6 +241,16 @@ impl SliceFactory for PaperFactory {
     fn execution(&self, symbol: &Symbol, clock: &SimClock) -> SliceResult<Box<dyn ExecutionSlice>> {
         let kind = SliceKind::Execution;
         let (g, sandbox, latency) = self.parts(kind, symbol, clock);
+        let plugin = &g.plugins[&kind];
+        if let (Some((venue, dry_run)), true) = (&self.venue, plugin.uses_venue) {
+            // The slice works orders itself; the exchange router is its
+            // venue (in a dry run, in front of the simulated venue).
+            let simulated = dry_run.then(|| self.runtime.simulated_venue(plugin, &sandbox)).transpose()?;
+            let router = venue.execution(symbol, simulated);
+            let routed =
+                self.runtime.execution_slice_at(plugin, &sandbox, &g.settings[&kind], Some(router))?;
+            return Ok(Box::new(Timed::new(routed, latency)));
+        }
         if let Some((venue, false)) = &self.venue {
             return Ok(Box::new(Timed::new(venue.execution(symbol, None), latency)));
         }

@@ -77,7 +77,9 @@ impl<G> WasmSlice<G> {
         let started = Instant::now();
         self.store.data_mut().call_deadline = Some(started + self.deadline);
         let result = f(&self.guest, &mut self.store, &self.wire_bars);
-        let elapsed = started.elapsed();
+        // Time spent waiting for the venue is not the slice's.
+        let waited = self.store.data_mut().venue.as_mut().map(|d| std::mem::take(&mut d.waited));
+        let elapsed = started.elapsed().saturating_sub(waited.unwrap_or_default());
         self.store.data_mut().call_deadline = None;
         self.health.calls += 1;
         self.health.busy += elapsed;
@@ -154,6 +156,38 @@ impl<G> WasmSlice<G> {
 
     fn invalid(&mut self, message: impl Into<String>) -> SliceError {
         self.fail(Failure::Invalid(message.into()))
+    }
+
+    /// Records an answer the host refused (see [`Failure::Invalid`]).
+    pub(super) fn invalid_output(&mut self, message: String) -> SliceError {
+        self.invalid(message)
+    }
+
+    /// Gives the instance a venue (`strata:plugin/venue`). Time the venue
+    /// takes to answer extends the call's deadline: a slow exchange is not
+    /// the slice running away.
+    pub(super) fn attach_venue(&mut self, desk: super::venue::VenueDesk) {
+        self.store.data_mut().venue = Some(desk);
+        self.store.epoch_deadline_callback(|ctx| {
+            let state = ctx.data();
+            let waited = state.venue.as_ref().map(|d| d.waited).unwrap_or_default();
+            match state.call_deadline {
+                Some(deadline) if !waited.is_zero() => {
+                    let now = Instant::now();
+                    let allowed = deadline + waited;
+                    if now < allowed {
+                        let ticks = super::engine::deadline_ticks(allowed - now).max(1);
+                        return Ok(wasmtime::UpdateDeadline::Continue(ticks));
+                    }
+                    Err(Trap::Interrupt.into())
+                }
+                _ => Err(Trap::Interrupt.into()),
+            }
+        });
+    }
+
+    pub(super) fn venue_desk(&mut self) -> Option<&mut super::venue::VenueDesk> {
+        self.store.data_mut().venue.as_mut()
     }
 }
 
@@ -419,12 +453,12 @@ fn event_from_wire(e: wire::OrderEvent) -> Result<OrderEvent, String> {
     })
 }
 
-fn decimal_to_wire(d: Decimal) -> String {
+pub(super) fn decimal_to_wire(d: Decimal) -> String {
     d.normalize().to_string()
 }
 
 /// Parses a wire decimal strictly: plain notation, nothing else.
-fn parse_decimal(field: &str, text: &str) -> Result<Decimal, String> {
+pub(super) fn parse_decimal(field: &str, text: &str) -> Result<Decimal, String> {
     let plain = !text.is_empty()
         && text.len() <= 40
         && text.trim_start_matches('-').chars().all(|c| c.is_ascii_digit() || c == '.');

@@ -38,6 +38,21 @@ pub struct Plugin {
     pub(crate) exports: Exports,
     /// The optional `snapshot` interface, when the component exports it.
     pub(crate) snapshot: Option<snapshot::GuestIndices>,
+    /// An execution slice that imports `strata:plugin/venue`: it works
+    /// orders through the venue instead of filling them itself.
+    pub uses_venue: bool,
+    /// The simulated venue such a slice trades with in backtests and paper
+    /// trading (`[slices.execution.venue]`), once the session attached it.
+    pub venue: Option<std::sync::Arc<SimulatedVenue>>,
+}
+
+/// The simulated venue of an execution slice that imports `strata:plugin/venue`:
+/// an execution slice that fills orders, with its own settings, grants and limits.
+pub struct SimulatedVenue {
+    pub plugin: Plugin,
+    pub settings: Vec<(String, crate::model::ConfigValue)>,
+    pub read_dirs: std::collections::BTreeMap<String, PathBuf>,
+    pub limits: crate::config::Limits,
 }
 
 impl Plugin {
@@ -252,6 +267,15 @@ pub fn load(
     };
     // Optional: found by name when the component exports it, else absent.
     let snapshot = snapshot::GuestIndices::new(&pre).ok();
+    let uses_venue = imports.iter().any(|i| i.starts_with("strata:plugin/venue@"));
+    if uses_venue && found != SliceKind::Execution {
+        return Err(LoadError::Imports {
+            path: path_buf,
+            reason: format!(
+                "a {found} slice imports strata:plugin/venue, which only execution slices may use"
+            ),
+        });
+    }
 
     Ok(Plugin {
         kind: found,
@@ -273,6 +297,8 @@ pub fn load(
         pre,
         exports,
         snapshot,
+        uses_venue,
+        venue: None,
     })
 }
 

@@ -7,6 +7,7 @@ mod engine;
 mod instance;
 mod loader;
 mod sandbox;
+mod venue;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +18,7 @@ use wasmtime::component::{HasSelf, Linker};
 
 pub use cache::CacheOutcome;
 pub use engine::{Allocation, Pool, limits_disabled};
-pub use loader::{LoadError, Plugin};
+pub use loader::{LoadError, Plugin, SimulatedVenue};
 pub use sandbox::{ClockSource, Sandbox};
 
 use crate::bindings;
@@ -34,12 +35,12 @@ use sandbox::SliceState;
 /// Version of the `strata:plugin` WIT package this host implements
 /// (the `package` line of `wit/types.wit`; a test keeps them equal).
 #[cfg(not(feature = "next-interface"))]
-pub const INTERFACE_VERSION: &str = "0.1.0";
+pub const INTERFACE_VERSION: &str = "0.1.1";
 
 /// The `host-next-interface` binary implements the rehearsal of the next
 /// compatible version (see `bindings.rs` and docs/versioning.md).
 #[cfg(feature = "next-interface")]
-pub const INTERFACE_VERSION: &str = "0.1.1";
+pub const INTERFACE_VERSION: &str = "0.1.2";
 
 /// The engine, the linker every slice is instantiated with, the compiled-component
 /// cache, and the epoch ticker.
@@ -64,6 +65,7 @@ impl Runtime {
         sandbox::link_bounded_sleeps(&mut linker)?;
         sandbox::link_regular_files_only(&mut linker)?;
         bindings::host::add_to_linker::<SliceState, HasSelf<SliceState>>(&mut linker, |s| s)?;
+        venue::add_to_linker(&mut linker)?;
         if engine::limits_disabled() {
             tracing::warn!("{}=1: slices run without CPU deadlines or memory caps", engine::NO_LIMITS_ENV);
         }
@@ -234,19 +236,89 @@ impl Runtime {
         Ok(Box::new(slice))
     }
 
+    /// An execution slice; one that imports `strata:plugin/venue` sends its
+    /// child orders to the simulated venue its plugin was loaded with.
     pub fn execution_slice(
         &self,
         plugin: &Plugin,
         sandbox: &Sandbox,
         settings: &[(String, ConfigValue)],
     ) -> Result<Box<dyn ExecutionSlice>, SliceError> {
+        self.execution_slice_at(plugin, sandbox, settings, None)
+    }
+
+    /// Like [`Runtime::execution_slice`], with `venue` (live mode's
+    /// exchange router) in place of the simulated venue, for a slice that
+    /// imports `strata:plugin/venue`; a slice that does not gets none.
+    pub fn execution_slice_at(
+        &self,
+        plugin: &Plugin,
+        sandbox: &Sandbox,
+        settings: &[(String, ConfigValue)],
+        venue: Option<Box<dyn ExecutionSlice>>,
+    ) -> Result<Box<dyn ExecutionSlice>, SliceError> {
+        let slice = self.execution_instance(plugin, sandbox, settings)?;
+        if !plugin.uses_venue {
+            return Ok(Box::new(slice));
+        }
+        let venue = match venue {
+            Some(venue) => venue,
+            None => self.simulated_venue(plugin, sandbox)?,
+        };
+        Ok(Box::new(venue::RoutedExecution::new(slice, venue)))
+    }
+
+    /// An execution slice's component, instantiated and its `init` run, with
+    /// no venue yet: enough for `host plugin check`.
+    fn execution_instance(
+        &self,
+        plugin: &Plugin,
+        sandbox: &Sandbox,
+        settings: &[(String, ConfigValue)],
+    ) -> Result<WasmSlice<bindings::execution::Guest>, SliceError> {
         let mut slice = self.instance(plugin, sandbox, |e, s, i| match e {
             Exports::Execution(ix) => Some(ix.load(s, i)),
             _ => None,
         })?;
         let config = config_to_wire(settings);
         slice.init_with(|g, s| g.call_init(s, &config))?;
-        Ok(Box::new(slice))
+        Ok(slice)
+    }
+
+    /// Runs an execution slice's `init` on `settings`, without a venue.
+    pub fn check_execution(
+        &self,
+        plugin: &Plugin,
+        sandbox: &Sandbox,
+        settings: &[(String, ConfigValue)],
+    ) -> Result<(), SliceError> {
+        self.execution_instance(plugin, sandbox, settings).map(drop)
+    }
+
+    /// A fresh instance of the simulated venue `plugin` was loaded with.
+    pub fn simulated_venue(
+        &self,
+        plugin: &Plugin,
+        sandbox: &Sandbox,
+    ) -> Result<Box<dyn ExecutionSlice>, SliceError> {
+        let Some(sim) = &plugin.venue else {
+            return Err(SliceError {
+                label: label(plugin),
+                failure: Failure::Returned(
+                    "imports strata:plugin/venue, but the config names no simulated venue \
+                     ([slices.execution.venue])"
+                        .into(),
+                ),
+            });
+        };
+        // Nothing granted but what its own section grants; the slot's clock and seed.
+        let sandbox = Sandbox {
+            read_dirs: sim.read_dirs.clone(),
+            limits: sim.limits,
+            seed: sandbox.seed ^ 0x7665_6e75_6500,
+            ..sandbox.clone()
+        };
+        self.execution_slice_at(&sim.plugin, &sandbox, &sim.settings, None)
     }
 }
 

@@ -66,6 +66,8 @@ pub struct SliceState {
     /// When the call in progress must end; bounds sleeps in host calls,
     /// which epoch interruption cannot reach.
     pub(crate) call_deadline: Option<Instant>,
+    /// An execution slice's venue (`strata:plugin/venue`), if it has one.
+    pub(crate) venue: Option<super::venue::VenueDesk>,
 }
 
 impl WasiView for SliceState {
@@ -175,6 +177,7 @@ pub fn new_store(engine: &Engine, sandbox: &Sandbox, label: &SliceLabel) -> Resu
         stderr,
         real_clock_base,
         call_deadline: None,
+        venue: None,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);
