@@ -145,6 +145,7 @@ pub use money::price_to_decimal;
 pub use rust_decimal::{self, Decimal};
 pub use slices::analysis::Analyzer;
 pub use slices::data::{DataSource, TimeRange};
+pub use slices::exec_algorithm::{ChildOrder, ChildState, ChildStatus, ExecAlgorithm, Venue};
 pub use slices::execution::{Executor, Fill, Order, OrderEvent};
 pub use slices::regime::RegimeDetector;
 pub use slices::sizing::{Sizer, SizingRequest};
@@ -161,6 +162,6 @@ pub use gen_::strata::plugin::types::{
 pub mod __private {
     pub use crate::gen_::strata::plugin::{host, types};
     pub use crate::slices::adapter::{Slot, plugin_info};
-    pub use crate::slices::{analysis, data, execution, regime, sizing, strategy};
+    pub use crate::slices::{analysis, data, exec_algorithm, execution, regime, sizing, strategy};
     pub use wit_bindgen;
 }

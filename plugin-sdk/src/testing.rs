@@ -475,3 +475,110 @@ mod tests {
         assert!(parse_timestamp("2024-13-01").is_err());
     }
 }
+
+/// A venue for testing an [`crate::ExecAlgorithm`] natively: market children
+/// fill in full at the open of the next bar passed to [`NextOpenVenue::advance`]
+/// (as the reference `sim-execution` does with `fill = "next-open"`), without
+/// fees; limit and stop children rest until cancelled. It checks what the
+/// host checks: a positive quantity, and no more than the parent's quantity
+/// across its children once [`NextOpenVenue::parent`] declared it.
+#[derive(Debug, Default)]
+pub struct NextOpenVenue {
+    children: Vec<crate::ChildState>,
+    kinds: Vec<crate::OrderType>,
+    parents: std::collections::BTreeMap<u64, crate::Decimal>,
+}
+
+impl NextOpenVenue {
+    /// A venue with no orders.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Declares a parent of `quantity`, so children beyond it are refused.
+    pub fn parent(&mut self, id: u64, quantity: crate::Decimal) {
+        self.parents.insert(id, quantity);
+    }
+
+    /// The next bar: working market children fill at its open.
+    pub fn advance(&mut self, bar: &Bar) {
+        let open = crate::price_to_decimal(bar.open).unwrap_or_default();
+        for (child, kind) in self.children.iter_mut().zip(&self.kinds) {
+            if child.is_working() && *kind == crate::OrderType::Market {
+                child.status = crate::ChildStatus::Filled;
+                child.filled_quantity = child.quantity;
+                child.average_price = Some(open);
+            }
+        }
+    }
+
+    /// Every child placed so far, in order.
+    pub fn children(&self) -> &[crate::ChildState] {
+        &self.children
+    }
+}
+
+impl crate::Venue for NextOpenVenue {
+    fn place(&mut self, order: crate::ChildOrder) -> Result<crate::ChildState> {
+        if order.quantity <= crate::Decimal::ZERO {
+            return Err(crate::Error::new(format!(
+                "child quantity must be positive, got {}",
+                order.quantity
+            )));
+        }
+        if let Some(limit) = self.parents.get(&order.parent_id) {
+            let placed: crate::Decimal = self
+                .children
+                .iter()
+                .filter(|c| c.parent_id == order.parent_id)
+                .map(|c| {
+                    if c.is_working() || c.status == crate::ChildStatus::Filled {
+                        c.quantity
+                    } else {
+                        c.filled_quantity
+                    }
+                })
+                .sum();
+            if placed + order.quantity > *limit {
+                return Err(crate::Error::new(format!(
+                    "a child of {} is more than parent order {} has left to place",
+                    order.quantity, order.parent_id
+                )));
+            }
+        }
+        let state = crate::ChildState {
+            id: self.children.len() as u64 + 1,
+            parent_id: order.parent_id,
+            status: crate::ChildStatus::Working,
+            quantity: order.quantity,
+            filled_quantity: crate::Decimal::ZERO,
+            average_price: None,
+            fees: crate::Decimal::ZERO,
+            reason: None,
+        };
+        self.children.push(state.clone());
+        self.kinds.push(order.order_type);
+        Ok(state)
+    }
+
+    fn cancel(&mut self, id: u64) -> Result<crate::ChildState> {
+        let child = self
+            .children
+            .iter_mut()
+            .find(|c| c.id == id)
+            .ok_or_else(|| crate::Error::new(format!("there is no child order {id}")))?;
+        if child.is_working() {
+            child.status = crate::ChildStatus::Cancelled;
+            child.reason = Some("cancelled".into());
+        }
+        Ok(child.clone())
+    }
+
+    fn query(&mut self, id: u64) -> Result<crate::ChildState> {
+        self.children
+            .iter()
+            .find(|c| c.id == id)
+            .cloned()
+            .ok_or_else(|| crate::Error::new(format!("there is no child order {id}")))
+    }
+}

@@ -4,6 +4,7 @@
 pub(crate) mod adapter;
 pub mod analysis;
 pub mod data;
+pub mod exec_algorithm;
 pub mod execution;
 pub mod regime;
 pub mod sizing;
