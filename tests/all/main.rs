@@ -18,3 +18,4 @@ mod trust_money;
 mod trust_records;
 mod trust_sandbox;
 mod trust_truth;
+mod venue;
