@@ -859,3 +859,44 @@ fn the_drawdown_kill_switch_closes_the_position_at_the_venue_and_ends_the_sessio
     assert_eq!((closing[0][3].as_str(), closing[0][9].as_str()), ("sell", "filled"), "{orders}");
     assert_ledger_is_the_account(&live);
 }
+
+#[test]
+fn a_closing_order_the_venue_refuses_is_reported_as_left_open_and_not_sent_again() {
+    let mut live = Live::new();
+    let mut config = live.config();
+    config.paper.push(("http-port".into(), "0".into()));
+    live.write_config(&config);
+    let mut host = live.start(&["--yes"]);
+    live.warmed_up(&mut host);
+    hold_a_position(&live, &mut host);
+    let held = live.sim.balance("BTC");
+    live.sim.faults(json!({"reject_next": {"count": 1, "error": "INSUFFICIENT_FUND", "message": "Insufficient balance in source account"}}));
+    let before = venue_orders(&live.sim).len();
+    assert!(ctl(&live, "flatten").ok());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !host.stderr().contains("remains open at the venue") {
+        assert!(Instant::now() < deadline && host.alive(), "no refusal reported:\n{}", host.stderr());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for _ in 0..3 {
+        live.step(&mut host);
+    }
+    live.stop(&mut host);
+    assert_eq!(venue_orders(&live.sim).len(), before, "the refused closing order was sent again");
+    assert_eq!(live.sim.balance("BTC"), held);
+    let orders = live.file("orders.csv");
+    assert!(
+        orders.contains(
+            "host liquidation: operator flatten (host ctl flatten); the venue refused it: INSUFFICIENT_FUND"
+        ),
+        "{orders}"
+    );
+    let left = live.summary()["positions_left_open"].clone();
+    assert!(
+        left[0].as_str().is_some_and(|m| m.contains("BTC-USD") && m.contains("remains open at the venue")),
+        "{left}"
+    );
+    let printed = std::fs::read_to_string(live.dir.path().join("stdout-1.txt")).unwrap();
+    assert!(printed.contains("LEFT OPEN"), "{printed}");
+    assert_ledger_is_the_account(&live);
+}
