@@ -163,6 +163,18 @@ pub trait ExecutionSlice: Slice {
     fn submit(&mut self, order: &Order, bar: &Bar, events: &mut Vec<OrderEvent>) -> SliceResult<()>;
     fn on_bar(&mut self, bar: &Bar, events: &mut Vec<OrderEvent>) -> SliceResult<()>;
     fn cancel(&mut self, order_id: OrderId, events: &mut Vec<OrderEvent>) -> SliceResult<()>;
+    /// An order the host makes to close a position (the kill switch, a
+    /// fault policy, an operator's flatten), not a strategy's decision. A
+    /// slot that holds decisions back (the live router while paused or on a
+    /// stale bar) lets it through; any other treats it as `submit`.
+    fn submit_liquidation(
+        &mut self,
+        order: &Order,
+        bar: &Bar,
+        events: &mut Vec<OrderEvent>,
+    ) -> SliceResult<()> {
+        self.submit(order, bar, events)
+    }
 }
 
 /// The six slices of one symbol's chain, each its own instance.

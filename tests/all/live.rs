@@ -328,12 +328,12 @@ fn live_mode_without_a_key_refuses_naming_what_is_missing() {
     let mut host = live.start(&["--yes"]);
     assert_ne!(host.wait(Duration::from_secs(60)), Some(0));
     assert!(host.stderr().contains("STRATA_TEST_NO_SUCH_KEY"), "{}", host.stderr());
-    // A config whose fault policy would close positions in the ledger only is refused.
-    let text = format!("[faults]\npolicy = \"skip-symbol\"\n\n{}", live.config().to_toml());
+    // A config a spot venue cannot follow (selling what the account does not hold) is refused.
+    let text = format!("[shorting]\nenabled = true\n\n{}", live.config().to_toml());
     std::fs::write(live.dir.path().join("run.toml"), text).unwrap();
     let mut host = live.start(&["--yes"]);
     assert_ne!(host.wait(Duration::from_secs(60)), Some(0));
-    assert!(host.stderr().contains("faults.policy must be \"halt\""), "{}", host.stderr());
+    assert!(host.stderr().contains("shorting.enabled: Coinbase spot"), "{}", host.stderr());
     // A key, but no confirmation and no terminal to ask on: nothing is sent.
     live.write_config(&live.config());
     let mut host = live.start(&[]);
@@ -748,5 +748,155 @@ fn an_operator_pauses_resumes_and_cancels_working_orders_with_host_ctl() {
     let cancelled = live.committed_orders();
     assert!(cancelled.iter().any(|o| o["status"] == "cancelled"), "{cancelled:#?}");
     live.stop(&mut host);
+    assert_ledger_is_the_account(&live);
+}
+
+/// Steps until the venue account holds BTC that the session bought.
+fn hold_a_position(live: &Live, host: &mut Running) {
+    let mut bars = 0;
+    while live.sim.balance("BTC").is_zero() {
+        live.step(host);
+        bars += 1;
+        assert!(bars < 200, "no position after {bars} bars:\n{}", host.stderr());
+    }
+}
+
+#[test]
+fn an_operator_flattens_at_the_venue_and_a_kill_9_neither_sends_it_again_nor_lifts_the_pause() {
+    let mut live = Live::new();
+    let mut config = live.config();
+    config.paper.push(("http-port".into(), "0".into()));
+    live.write_config(&config);
+    let mut host = live.start(&["--yes"]);
+    live.warmed_up(&mut host);
+    hold_a_position(&live, &mut host);
+    let held = live.sim.balance("BTC");
+
+    // The flatten goes out between bars, at once: kill -9 the moment the
+    // venue has the closing order, before the session commits another bar.
+    let before = venue_orders(&live.sim).len();
+    let flattened = ctl(&live, "flatten");
+    assert!(flattened.ok() && flattened.stdout.contains("queued"), "{flattened:#?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let closing = loop {
+        let orders = venue_orders(&live.sim);
+        if let Some(o) = orders.iter().skip(before).find(|o| o["side"] == "SELL") {
+            break o.clone();
+        }
+        assert!(Instant::now() < deadline, "no closing order at the venue: {orders:#?}\n{}", host.stderr());
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let size = &closing["order_configuration"]["market_market_ioc"]["base_size"];
+    assert_eq!(size.as_str().unwrap().parse::<Decimal>().unwrap(), held, "{closing}");
+    host.kill9();
+    let sent = venue_orders(&live.sim).len();
+
+    // The restart re-applies the flatten at the bar it took effect after:
+    // the venue already has the order, so it is adopted, not sent again.
+    let mut host = live.start(&["--yes"]);
+    live.step(&mut host);
+    live.step(&mut host);
+    let err = host.stderr();
+    assert!(err.contains("still paused") && err.contains("adopted, not sent again"), "{err}");
+    assert!(live.sim.balance("BTC").is_zero(), "the venue still holds {} BTC", live.sim.balance("BTC"));
+    assert!(ctl(&live, "status").stdout.contains("\"paused\": true"));
+    live.stop(&mut host);
+
+    // A clean restart replays the committed flatten from the journal: still
+    // flat, still paused, nothing sent.
+    let mut host = live.start(&["--yes"]);
+    live.step(&mut host);
+    live.stop(&mut host);
+    assert_eq!(venue_orders(&live.sim).len(), sent, "an order went out after the flatten");
+    assert!(live.sim.balance("BTC").is_zero());
+    let orders = rows(&live.file("orders.csv"));
+    let liquidation: Vec<&Vec<String>> = orders
+        .iter()
+        .filter(|o| o.last().is_some_and(|r| r.starts_with("host liquidation: operator flatten")))
+        .collect();
+    assert_eq!(liquidation.len(), 1, "{orders:?}");
+    assert_eq!(liquidation[0][9], "filled", "{orders:?}");
+    assert!(closing["client_order_id"].as_str().unwrap().ends_with(&format!("-{}", liquidation[0][0])));
+    assert_ledger_is_the_account(&live);
+    assert_eq!(live.summary()["venue"]["paused"], true);
+}
+
+#[test]
+fn the_drawdown_kill_switch_closes_the_position_at_the_venue_and_ends_the_session() {
+    let mut live = Live::new();
+    let mut config = live.config();
+    // Any dip below the peak, the entry's fee included, fires it (a hundredth of a percent).
+    config.risk.push(("max-drawdown".into(), "0.0001".into()));
+    live.write_config(&config);
+    let mut host = live.start(&["--yes"]);
+    live.warmed_up(&mut host);
+    hold_a_position(&live, &mut host);
+    // The switch fires at the bar that marks the position; the closing order
+    // fills with the next candle; the session ends once it is flat.
+    let mut bars = 0;
+    while host.alive() {
+        let closed = live.sim.advance() * 1000;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while host.alive() && !live.committed().contains(&closed) {
+            assert!(Instant::now() < deadline, "the session did not commit {closed}:\n{}", host.stderr());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        bars += 1;
+        assert!(bars < 20, "the session did not end after {bars} bars:\n{}", host.stderr());
+    }
+    assert_eq!(host.wait(Duration::from_secs(30)), Some(0), "{}", host.stderr());
+    assert!(live.sim.balance("BTC").is_zero(), "the venue still holds {} BTC", live.sim.balance("BTC"));
+    let summary = live.summary();
+    assert_eq!(summary["status"], "completed", "{summary:#}");
+    assert!(summary["risk_stop"].as_str().unwrap_or("").contains("drawdown kill switch"), "{summary:#}");
+    assert_eq!(summary["positions_left_open"], json!([]), "{summary:#}");
+    let orders = live.file("orders.csv");
+    let closing: Vec<Vec<String>> = rows(&orders)
+        .into_iter()
+        .filter(|o| o.last().is_some_and(|r| r.starts_with("host liquidation: drawdown kill switch")))
+        .collect();
+    assert_eq!(closing.len(), 1, "{orders}");
+    assert_eq!((closing[0][3].as_str(), closing[0][9].as_str()), ("sell", "filled"), "{orders}");
+    assert_ledger_is_the_account(&live);
+}
+
+#[test]
+fn a_closing_order_the_venue_refuses_is_reported_as_left_open_and_not_sent_again() {
+    let mut live = Live::new();
+    let mut config = live.config();
+    config.paper.push(("http-port".into(), "0".into()));
+    live.write_config(&config);
+    let mut host = live.start(&["--yes"]);
+    live.warmed_up(&mut host);
+    hold_a_position(&live, &mut host);
+    let held = live.sim.balance("BTC");
+    live.sim.faults(json!({"reject_next": {"count": 1, "error": "INSUFFICIENT_FUND", "message": "Insufficient balance in source account"}}));
+    let before = venue_orders(&live.sim).len();
+    assert!(ctl(&live, "flatten").ok());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !host.stderr().contains("remains open at the venue") {
+        assert!(Instant::now() < deadline && host.alive(), "no refusal reported:\n{}", host.stderr());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for _ in 0..3 {
+        live.step(&mut host);
+    }
+    live.stop(&mut host);
+    assert_eq!(venue_orders(&live.sim).len(), before, "the refused closing order was sent again");
+    assert_eq!(live.sim.balance("BTC"), held);
+    let orders = live.file("orders.csv");
+    assert!(
+        orders.contains(
+            "host liquidation: operator flatten (host ctl flatten); the venue refused it: INSUFFICIENT_FUND"
+        ),
+        "{orders}"
+    );
+    let left = live.summary()["positions_left_open"].clone();
+    assert!(
+        left[0].as_str().is_some_and(|m| m.contains("BTC-USD") && m.contains("remains open at the venue")),
+        "{left}"
+    );
+    let printed = std::fs::read_to_string(live.dir.path().join("stdout-1.txt")).unwrap();
+    assert!(printed.contains("LEFT OPEN"), "{printed}");
     assert_ledger_is_the_account(&live);
 }

@@ -20,6 +20,9 @@ pub enum Action {
     Resume,
     /// Cancel every order working at the venue.
     CancelAll,
+    /// Cancel every working order, close every position at the venue with a
+    /// market order, and pause (`resume` lifts the pause).
+    Flatten,
 }
 
 #[derive(Debug, Args)]
@@ -43,6 +46,7 @@ pub fn execute(args: CtlArgs) -> Result<ExitCode> {
         Action::Pause => post(&addr, "/ctl/pause")?,
         Action::Resume => post(&addr, "/ctl/resume")?,
         Action::CancelAll => post(&addr, "/ctl/cancel-all")?,
+        Action::Flatten => post(&addr, "/ctl/flatten")?,
     };
     print!("{body}");
     std::io::stdout().flush()?;

@@ -47,7 +47,7 @@ pub enum Command {
     /// Show a running paper session's health: `host status --out runs/paper-BTC-USD`.
     Status(status::StatusArgs),
     /// Control a running live session: `host ctl pause --out runs/live-BTC-USD`
-    /// (status, pause, resume, cancel-all).
+    /// (status, pause, resume, cancel-all, flatten).
     Ctl(ctl::CtlArgs),
     /// Replay a paper session's audit log through the backtest engine and
     /// compare decision by decision.

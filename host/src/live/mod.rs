@@ -12,6 +12,10 @@
 //!   before any new decision, the venue's balances must equal the baseline
 //!   plus what the ledger did (`reconcile`), else the session refuses to trade.
 //! - Stop: working orders are cancelled at the venue, or left (`on-stop`).
+//! - Host liquidations (the drawdown kill switch, the skip-symbol and
+//!   safe-mode fault policies, `host ctl flatten`) are market orders the host
+//!   sends through the router, journalled like any order; the ledger changes
+//!   by the venue's fills only.
 
 pub mod config;
 mod feed;
@@ -76,25 +80,12 @@ fn credentials(config: &LoadedConfig) -> Result<Credentials> {
 }
 
 /// What a live session on a spot venue cannot do yet, refused before anything
-/// is sent. The host's own liquidations (fault policies, the drawdown kill
-/// switch) close positions in the ledger at a bar's open; on a venue that
-/// would leave the position open while the ledger says flat, so live mode
-/// takes the policies that do not liquidate. Spot has no borrowing.
+/// is sent. Spot has no borrowing. (The host's own liquidations, from the
+/// fault policies and the drawdown kill switch, are market orders through
+/// the router in live mode, so every policy and risk limit runs.)
 fn refuse_what_live_cannot_do(config: &LoadedConfig) -> Result<()> {
     let c = &config.config;
     let mut problems = Vec::new();
-    if c.faults.policy != crate::config::FaultPolicy::Halt {
-        problems.push(
-            "faults.policy must be \"halt\": the other policies close positions in the ledger only, \
-             which a venue would not follow (a failed slice stops the session; its positions stay at the venue)",
-        );
-    }
-    if c.risk.max_drawdown.is_some() {
-        problems.push(
-            "risk.max-drawdown: the drawdown kill switch closes positions in the ledger only; leave it out \
-             (risk.max-daily-loss, which stops new entries, works)",
-        );
-    }
     if c.shorting.enabled {
         problems.push("shorting.enabled: Coinbase spot cannot sell what the account does not hold");
     }

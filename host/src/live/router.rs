@@ -273,7 +273,7 @@ impl VenueExecution {
         events.map_err(|e| self.fail(e))
     }
 
-    fn submit_live(&mut self, order: &Order, bar: &Bar) -> SliceResult<Vec<OrderEvent>> {
+    fn submit_live(&mut self, order: &Order, bar: &Bar, host: bool) -> SliceResult<Vec<OrderEvent>> {
         let call = Call::Submit { order_id: order.id.0, bar_ts: bar.ts };
         let reject = |reason: String| vec![EventRecord::Rejected { order_id: order.id.0, reason }];
         let mut record = JournalRecord {
@@ -296,7 +296,7 @@ impl VenueExecution {
             record.quantity = Some(order.quantity.normalize().to_string());
             return self.journal(record);
         }
-        let (request, intent) = match self.build(order, bar) {
+        let (request, intent) = match self.build(order, bar, host) {
             Ok(built) => built,
             Err(reason) => {
                 self.venue.lock().refused += 1;
@@ -394,14 +394,17 @@ impl VenueExecution {
     }
 
     /// The venue's order for the ledger's, with the venue's rules applied,
-    /// or why it cannot be sent.
-    fn build(&self, order: &Order, bar: &Bar) -> Result<(NewOrder, Intent), String> {
+    /// or why it cannot be sent. A host liquidation (`host`) goes out while
+    /// paused and on any bar: closing a position is never a stale decision.
+    fn build(&self, order: &Order, bar: &Bar, host: bool) -> Result<(NewOrder, Intent), String> {
         let state = self.venue.lock();
-        if state.paused {
+        if state.paused && !host {
             return Err("not sent: the operator paused new orders (host ctl resume)".into());
         }
         let g = state.granularity_ms;
-        if let Some(newest) = state.newest_closed.lock().unwrap_or_else(|p| p.into_inner()).get(&self.symbol)
+        if !host
+            && let Some(newest) =
+                state.newest_closed.lock().unwrap_or_else(|p| p.into_inner()).get(&self.symbol)
         {
             let behind = (newest - bar.ts).div_euclid(g);
             if behind >= i64::from(state.max_bar_age) {
@@ -627,17 +630,16 @@ impl ExecutionSlice for VenueExecution {
     }
 
     fn submit(&mut self, order: &Order, bar: &Bar, events: &mut Vec<OrderEvent>) -> SliceResult<()> {
-        self.health.calls += 1;
-        if self.simulated.is_some() {
-            return self.submit_dry(order, bar, events);
-        }
-        let call = Call::Submit { order_id: order.id.0, bar_ts: bar.ts };
-        let out = match self.replayed(&call)? {
-            Some(out) => out,
-            None => self.submit_live(order, bar)?,
-        };
-        events.extend(out);
-        Ok(())
+        self.submit_as(order, bar, events, false)
+    }
+
+    fn submit_liquidation(
+        &mut self,
+        order: &Order,
+        bar: &Bar,
+        events: &mut Vec<OrderEvent>,
+    ) -> SliceResult<()> {
+        self.submit_as(order, bar, events, true)
     }
 
     fn on_bar(&mut self, bar: &Bar, events: &mut Vec<OrderEvent>) -> SliceResult<()> {
@@ -668,9 +670,36 @@ impl ExecutionSlice for VenueExecution {
 }
 
 impl VenueExecution {
+    /// A strategy's order (`host` false) or the host's closing one.
+    fn submit_as(
+        &mut self,
+        order: &Order,
+        bar: &Bar,
+        events: &mut Vec<OrderEvent>,
+        host: bool,
+    ) -> SliceResult<()> {
+        self.health.calls += 1;
+        if self.simulated.is_some() {
+            return self.submit_dry(order, bar, events, host);
+        }
+        let call = Call::Submit { order_id: order.id.0, bar_ts: bar.ts };
+        let out = match self.replayed(&call)? {
+            Some(out) => out,
+            None => self.submit_live(order, bar, host)?,
+        };
+        events.extend(out);
+        Ok(())
+    }
+
     /// A dry run checks and logs the venue order, then lets the simulator fill it.
-    fn submit_dry(&mut self, order: &Order, bar: &Bar, events: &mut Vec<OrderEvent>) -> SliceResult<()> {
-        match self.build(order, bar) {
+    fn submit_dry(
+        &mut self,
+        order: &Order,
+        bar: &Bar,
+        events: &mut Vec<OrderEvent>,
+        host: bool,
+    ) -> SliceResult<()> {
+        match self.build(order, bar, host) {
             Ok((request, intent)) => {
                 self.write_intent(&intent).map_err(|e| self.fail(e))?;
                 tracing::info!(

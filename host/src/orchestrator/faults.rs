@@ -5,7 +5,7 @@ use rust_decimal::Decimal;
 
 use super::orders::{StepError, order_record};
 use super::pipeline::check_bar;
-use super::{Backtest, FaultRecord, OrderStatus, Recorder, RunError, WorkingOrder};
+use super::{Backtest, FaultRecord, Liquidation, OrderStatus, Recorder, RunError, WorkingOrder};
 use crate::config::FaultPolicy;
 use crate::model::{
     Bar, Order, OrderId, OrderType, Side, SliceKind, TimeInForce, Timestamp, price_to_decimal,
@@ -84,18 +84,23 @@ impl Backtest<'_> {
         recorder: &mut dyn Recorder,
     ) -> Result<(), RunError> {
         let reason = format!("{} dropped after a fault in its {}", self.chains[i].symbol, error.label);
-        self.close_book(i, None, OrderStatus::Cancelled, &reason, recorder)?;
+        if self.settings.liquidation == Liquidation::ThroughExecution {
+            // The orders are at the venue: cancelled there, not only forgotten.
+            self.cancel_all(i, &format!("cancelled by the host: {reason}"), recorder)?;
+        } else {
+            self.close_book(i, None, OrderStatus::Cancelled, &reason, recorder)?;
+        }
         let chain = &mut self.chains[i];
         chain.active = false;
         // Decisions already made on bars not yet processed must not be acted on.
         chain.batch.signals.clear();
         chain.batch.fault = None;
-        if self.ledger.position(i).is_zero() {
+        if self.ledger.position(i).is_zero() && chain.working.is_empty() {
             // Keep the bar being processed, if any; read no further.
             chain.ended = true;
             chain.batch.bars.truncate(chain.batch.cursor + 1);
             chain.carry = Default::default();
-        } else {
+        } else if !self.ledger.position(i).is_zero() {
             chain.liquidate = Some(reason);
             let at = chain.last_ts.unwrap_or_default();
             self.update_lifecycle(i, at, false, recorder)?;
@@ -192,12 +197,18 @@ impl Backtest<'_> {
             SliceKind::Execution => {
                 let fresh = factory.execution(&symbol, &clock)?;
                 let reason = "cancelled by the host: the execution slice was replaced after a fault";
-                // The new instance never saw these orders: the host closes them itself.
-                self.close_book(i, None, OrderStatus::Cancelled, reason, recorder).map_err(|e| {
-                    SliceError {
-                        label: self.chains[i].slices.execution.label().clone(),
-                        failure: Failure::Returned(format!("cannot record cancelled orders: {e}")),
-                    }
+                // The new instance never saw these orders: the host closes them
+                // itself. Through a venue, every instance routes to the same
+                // venue and knows its orders, which stay working.
+                let keep = self.settings.liquidation == Liquidation::ThroughExecution;
+                let closed = if keep {
+                    Ok(())
+                } else {
+                    self.close_book(i, None, OrderStatus::Cancelled, reason, recorder)
+                };
+                closed.map_err(|e| SliceError {
+                    label: self.chains[i].slices.execution.label().clone(),
+                    failure: Failure::Returned(format!("cannot record cancelled orders: {e}")),
                 })?;
                 let chain = &mut self.chains[i];
                 let old = std::mem::replace(&mut chain.slices.execution, fresh);
@@ -214,6 +225,10 @@ impl Backtest<'_> {
         bar: &Bar,
         recorder: &mut dyn Recorder,
     ) -> Result<(), RunError> {
+        if self.settings.liquidation == Liquidation::ThroughExecution {
+            // Sent when decided (`send_liquidations`), not at a later open.
+            return Ok(());
+        }
         let Some(reason) = self.chains[i].liquidate.take() else { return Ok(()) };
         self.close_position_at(i, bar.ts, bar.open, &reason, recorder)?;
         let chain = &mut self.chains[i];
@@ -278,7 +293,7 @@ impl Backtest<'_> {
         if let Some(trip) = trip {
             recorder.round_trip(&trip)?;
         }
-        let w = WorkingOrder { order, filled: quantity, notional, fees: fee };
+        let w = WorkingOrder { order, filled: quantity, notional, fees: fee, host_reason: None };
         recorder.order(&order_record(
             w,
             OrderStatus::Filled,
@@ -307,6 +322,14 @@ impl Backtest<'_> {
         } else {
             let mut bars = Vec::with_capacity(1);
             let read = chain.slices.data.next_batch(1, &mut bars);
+            if self.settings.liquidation == Liquidation::ThroughExecution
+                && self.settings.live
+                && matches!(read, Ok(()))
+                && bars.is_empty()
+            {
+                // A live feed with no new bar yet: the venue's answer comes with the next one.
+                return Ok(());
+            }
             let bar = match read {
                 Ok(()) => {
                     bars.first().copied().filter(|b| check_bar(b, chain.last_ts, &self.settings).is_ok())
@@ -320,6 +343,22 @@ impl Backtest<'_> {
         };
         match bar {
             Some(bar) => chain.batch.bars.push(bar),
+            None if self.settings.liquidation == Liquidation::ThroughExecution => {
+                chain.ended = true;
+                let held = self.ledger.position(i);
+                if !held.is_zero() || !chain.working.is_empty() {
+                    let message = format!(
+                        "{}: its data ended (or its data slice failed) after {} with {} held and {} order(s) working: \
+                         the host cannot follow them further, so the position remains open at the venue",
+                        chain.symbol,
+                        chain.last_ts.map(iso).unwrap_or_else(|| "no bar".into()),
+                        held.normalize(),
+                        chain.working.len()
+                    );
+                    tracing::error!("{message}");
+                    self.left_open.push(message);
+                }
+            }
             None => {
                 let reason = chain.liquidate.take().unwrap_or_default();
                 chain.ended = true;
@@ -331,5 +370,127 @@ impl Backtest<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Live mode: every close the host decided and has not sent yet goes to
+    /// the execution slot now, as a market order for the whole position,
+    /// dated the chain's last bar (the decision's).
+    pub(super) fn send_liquidations(&mut self, recorder: &mut dyn Recorder) -> Result<(), RunError> {
+        for i in 0..self.chains.len() {
+            let chain = &self.chains[i];
+            if chain.liquidate.is_none() || chain.liquidating.is_some() || chain.ended {
+                continue;
+            }
+            // Before the chain's first bar it holds nothing to close.
+            let Some(bar) = chain.last_bar else { continue };
+            let reason = self.chains[i].liquidate.take().unwrap_or_default();
+            self.send_liquidation(i, &bar, reason, recorder)?;
+        }
+        Ok(())
+    }
+
+    /// One host liquidation through chain `i`'s execution slot: it bypasses
+    /// the strategy and sizing, is recorded with its reason, and changes the
+    /// ledger only by the fills the slot reports. A slot that cannot say
+    /// whether it placed the order stops the run: a restart sends it again
+    /// with the same id, which a venue does not take twice.
+    fn send_liquidation(
+        &mut self,
+        i: usize,
+        bar: &Bar,
+        reason: String,
+        recorder: &mut dyn Recorder,
+    ) -> Result<(), RunError> {
+        let position = self.ledger.position(i);
+        if position.is_zero() {
+            self.settle_liquidation(i);
+            return Ok(());
+        }
+        let symbol = self.chains[i].symbol.clone();
+        let side = if position > Decimal::ZERO { Side::Sell } else { Side::Buy };
+        let order = Order {
+            id: OrderId(self.next_order_id),
+            symbol: symbol.clone(),
+            side,
+            quantity: position.abs(),
+            order_type: OrderType::Market,
+            limit_price: None,
+            stop_price: None,
+            time_in_force: TimeInForce::Ioc,
+            created_at: bar.ts,
+        };
+        self.next_order_id += 1;
+        self.stats.orders += 1;
+        tracing::warn!(
+            symbol = %symbol,
+            "host liquidation: order {} to {} {} at market through the execution slot ({reason})",
+            order.id,
+            side.as_str(),
+            order.quantity.normalize()
+        );
+        let mut events = Vec::new();
+        let chain = &mut self.chains[i];
+        let sent = chain.slices.execution.submit_liquidation(&order, bar, &mut events);
+        let id = order.id;
+        let zero = Decimal::ZERO;
+        chain.working.push(WorkingOrder {
+            order,
+            filled: zero,
+            notional: zero,
+            fees: zero,
+            host_reason: Some(reason),
+        });
+        chain.liquidating = Some(id);
+        let at = Some(bar.ts);
+        if let Err(error) = sent {
+            return Err(RunError::Slice { symbol, at, error });
+        }
+        match self.apply_events(i, bar, &events, recorder) {
+            Ok(()) => {}
+            Err(StepError::Io(e)) => return Err(RunError::Io(e)),
+            Err(StepError::Slice(error)) => return Err(RunError::Slice { symbol, at, error }),
+        }
+        self.update_lifecycle(i, bar.ts, false, recorder)?;
+        self.settle_liquidation(i);
+        Ok(())
+    }
+
+    /// After the execution slot reported on chain `i`: a host liquidation
+    /// that has left the book is done. If the position is still open (the
+    /// venue refused the order, or filled less), that is said once and the
+    /// order is not sent again. A dropped or stopped chain ends once it has
+    /// nothing left to close or to hear about.
+    pub(super) fn settle_liquidation(&mut self, i: usize) {
+        if self.settings.liquidation != Liquidation::ThroughExecution {
+            return;
+        }
+        let chain = &mut self.chains[i];
+        if let Some(id) = chain.liquidating
+            && !chain.working.iter().any(|w| w.order.id == id)
+        {
+            chain.liquidating = None;
+            let left = self.ledger.position(i);
+            if !left.is_zero() {
+                let message = format!(
+                    "{}: the host liquidation (order {id}) ended with {} still held after {}: the position remains \
+                     open at the venue (see orders.csv for the venue's answer); it is not sent again",
+                    chain.symbol,
+                    left.normalize(),
+                    chain.last_bar.map(|b| iso(b.ts)).unwrap_or_else(|| "no bar".into())
+                );
+                tracing::error!("{message}");
+                self.left_open.push(message);
+            }
+        }
+        if !chain.active
+            && !chain.ended
+            && chain.liquidate.is_none()
+            && chain.liquidating.is_none()
+            && chain.working.is_empty()
+        {
+            chain.ended = true;
+            chain.batch.bars.truncate(chain.batch.cursor + 1);
+            chain.carry = Default::default();
+        }
     }
 }

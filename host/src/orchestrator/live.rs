@@ -81,6 +81,30 @@ impl Backtest<'_> {
         self.in_safe_mode()
     }
 
+    /// The operator's flatten, between two calls to `advance`: every working
+    /// order cancelled through its execution slot, and every position closed
+    /// by the host (through the execution slot at once in live mode, else at
+    /// its next bar). The chains keep running; keeping them from opening new
+    /// positions is the driver's (live mode pauses its router).
+    pub fn flatten(&mut self, reason: &str, recorder: &mut dyn Recorder) -> Result<(), RunError> {
+        for i in 0..self.chains.len() {
+            if self.chains[i].ended {
+                continue;
+            }
+            self.cancel_all(i, &format!("cancelled by the host: {reason}"), recorder)?;
+            let chain = &mut self.chains[i];
+            if !self.ledger.position(i).is_zero() && chain.liquidating.is_none() {
+                chain.liquidate = Some(reason.to_owned());
+                let at = chain.last_ts.unwrap_or_default();
+                self.update_lifecycle(i, at, false, recorder)?;
+            }
+        }
+        if self.settings.liquidation == super::Liquidation::ThroughExecution {
+            self.send_liquidations(recorder)?;
+        }
+        Ok(())
+    }
+
     /// Turns [`super::Recorder::decision`] calls on or off.
     pub fn record_decisions(&mut self, on: bool) {
         self.record_decisions = on;

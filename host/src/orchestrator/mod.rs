@@ -247,6 +247,21 @@ impl Default for FaultSettings {
     }
 }
 
+/// How the host closes a position it must close (the drawdown kill switch,
+/// the skip-symbol and safe-mode fault policies, an operator's flatten).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Liquidation {
+    /// A fill the host books itself at the next bar's open, with
+    /// `faults.liquidation-fee-bps`: backtests and paper mode, whose
+    /// execution is simulated anyway.
+    #[default]
+    Ledger,
+    /// A market order the host sends through the chain's execution slot as
+    /// soon as it decides to close, applied to the ledger only as the slot
+    /// reports its fills: live mode, where the venue holds the position.
+    ThroughExecution,
+}
+
 /// Threads for `jobs` independent pieces of work (symbols' chains): `threads`
 /// of them, 0 meaning one per core, never more than the jobs. `None` when
 /// one thread would do it all: threads only pay off with several jobs.
@@ -283,6 +298,8 @@ pub struct BacktestSettings {
     pub trade_from: Option<Timestamp>,
     /// Most bars a symbol's data slice may give (`[run] max-bars-per-symbol`).
     pub max_bars_per_symbol: u64,
+    /// How the host closes positions itself.
+    pub liquidation: Liquidation,
 }
 
 impl BacktestSettings {
@@ -307,6 +324,7 @@ impl BacktestSettings {
             threads: config.run.threads,
             trade_from: None,
             max_bars_per_symbol: config.run.max_bars_per_symbol,
+            liquidation: Liquidation::Ledger,
         }
     }
 }
@@ -468,6 +486,8 @@ struct WorkingOrder {
     filled: Decimal,
     notional: Decimal,
     fees: Decimal,
+    /// Why the host placed it, for its own liquidations (`None`: a strategy's order).
+    host_reason: Option<String>,
 }
 
 /// One symbol's slices and its place in the data.
@@ -492,8 +512,13 @@ struct Chain {
     first_ts: Option<Timestamp>,
     /// False once a fault policy dropped the symbol.
     active: bool,
-    /// The host closes the position at the next bar.
+    /// The host closes the position: at the next bar (in the ledger), or
+    /// by an order through the execution slot, sent at once.
     liquidate: Option<String>,
+    /// The host's closing order working in the execution slot.
+    liquidating: Option<OrderId>,
+    /// The last bar processed, for orders the host places between bars.
+    last_bar: Option<Bar>,
     faults: u32,
     /// Health of replaced instances, per slice kind.
     retired: BTreeMap<SliceKind, (SliceHealth, u32)>,
@@ -554,6 +579,9 @@ pub struct Backtest<'f> {
     active: Vec<usize>,
     /// Call [`Recorder::decision`] for every symbol's bar.
     record_decisions: bool,
+    /// Host liquidations the execution slot could not complete: the
+    /// positions they leave open (at the venue, in live mode).
+    left_open: Vec<String>,
 }
 
 /// A symbol's ready-made chain: its slices (data already opened), the analysis
@@ -596,6 +624,8 @@ impl<'f> Backtest<'f> {
                 first_ts: None,
                 active: true,
                 liquidate: None,
+                liquidating: None,
+                last_bar: None,
                 faults: 0,
                 retired: BTreeMap::new(),
                 life: None,
@@ -624,6 +654,7 @@ impl<'f> Backtest<'f> {
             next_position_id: 1,
             active: Vec::new(),
             record_decisions: false,
+            left_open: Vec::new(),
         }
     }
 
@@ -656,6 +687,12 @@ impl<'f> Backtest<'f> {
     /// Why the risk kill switch stopped trading, if it did.
     pub fn stopped(&self) -> Option<&str> {
         self.stopped.as_deref()
+    }
+
+    /// Host liquidations that did not close their position, each saying
+    /// what remains open and why.
+    pub fn positions_left_open(&self) -> &[String] {
+        &self.left_open
     }
 
     pub fn symbol_reports(&self) -> Vec<SymbolReport> {
@@ -785,6 +822,11 @@ impl<'f> Backtest<'f> {
             }
             if !chain.active {
                 self.refill_for_liquidation(i, recorder)?;
+                let chain = &self.chains[i];
+                if !chain.ended && chain.batch.exhausted() && chain.batch.fault.is_none() {
+                    // A live feed with nothing new yet: ask again on the next advance.
+                    return Ok(());
+                }
             } else {
                 let (settings, factory) = (&self.settings, self.factory);
                 self.chains[i].refill(settings, factory);
@@ -827,6 +869,7 @@ impl<'f> Backtest<'f> {
                     self.chains[i].slices.execution.on_bar(&bar, &mut events).map_err(StepError::from);
                 let result = result.and_then(|()| self.apply_events(i, &bar, &events, recorder));
                 self.fault_or(i, Some(ts), result, recorder)?;
+                self.settle_liquidation(i);
             }
         }
         for &i in &active {
@@ -874,6 +917,13 @@ impl<'f> Backtest<'f> {
                     self.fault_or(i, Some(ts), result, recorder)?;
                 }
             }
+        }
+        for &i in &active {
+            let chain = &mut self.chains[i];
+            chain.last_bar = Some(chain.batch.bars[chain.batch.cursor]);
+        }
+        if self.settings.liquidation == Liquidation::ThroughExecution {
+            self.send_liquidations(recorder)?;
         }
         for &i in &active {
             let chain = &mut self.chains[i];

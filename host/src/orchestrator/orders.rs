@@ -38,6 +38,12 @@ impl Backtest<'_> {
         recorder: &mut dyn Recorder,
     ) -> Result<(), StepError> {
         self.stats.signals += 1;
+        // The host's closing order is working: a decision now could cancel
+        // or cross it, so none is acted on until it is done.
+        if self.chains[i].liquidating.is_some() {
+            self.refuse("host liquidation in progress: no new decisions until it is done");
+            return Ok(());
+        }
         let zero = Decimal::ZERO;
         let entering = matches!(signal.action, Action::EnterLong | Action::EnterShort);
         // The side of the order this signal would place, and the direction of
@@ -166,7 +172,7 @@ impl Backtest<'_> {
                 at: iso(bar.ts),
                 detail: refusal.0.clone(),
             });
-            let w = WorkingOrder { order, filled: zero, notional: zero, fees: zero };
+            let w = WorkingOrder { order, filled: zero, notional: zero, fees: zero, host_reason: None };
             recorder.order(&order_record(
                 w,
                 OrderStatus::Refused,
@@ -179,7 +185,13 @@ impl Backtest<'_> {
         let mut events = Vec::new();
         let chain = &mut self.chains[i];
         chain.slices.execution.submit(&order, bar, &mut events)?;
-        chain.working.push(WorkingOrder { order, filled: zero, notional: zero, fees: zero });
+        chain.working.push(WorkingOrder {
+            order,
+            filled: zero,
+            notional: zero,
+            fees: zero,
+            host_reason: None,
+        });
         self.apply_events(i, bar, &events, recorder)?;
         self.update_lifecycle(i, bar.ts, false, recorder)?;
         Ok(())
@@ -269,21 +281,50 @@ impl Backtest<'_> {
         Ok(())
     }
 
-    /// Cancels through the slice when it is healthy, else closes the book host-side.
+    /// Cancels through the slice when it is healthy, else closes the book
+    /// host-side. The host's own closing orders are left working.
+    ///
+    /// When the host liquidates through the execution slot (live mode), the
+    /// slot's answers are applied as they come: an order it reports
+    /// cancelled leaves the book, one whose cancellation it has asked for
+    /// but not confirmed (fills may still come) stays working until the slot
+    /// reports how it ended, so the ledger follows the venue.
     pub(super) fn cancel_all(
         &mut self,
         i: usize,
         reason: &str,
         recorder: &mut dyn Recorder,
     ) -> Result<(), RunError> {
-        let ids: Vec<OrderId> = self.chains[i].working.iter().map(|w| w.order.id).collect();
+        let ids: Vec<OrderId> =
+            self.chains[i].working.iter().filter(|w| w.host_reason.is_none()).map(|w| w.order.id).collect();
+        let through = self.settings.liquidation == super::Liquidation::ThroughExecution;
+        let bar = self.chains[i].last_bar;
         for id in ids {
             let mut events = Vec::new();
             if self.chains[i].slices.execution.cancel(id, &mut events).is_err() {
                 break;
             }
+            if through && let Some(bar) = bar {
+                match self.apply_events(i, &bar, &events, recorder) {
+                    Ok(()) => {}
+                    Err(StepError::Io(e)) => return Err(RunError::Io(e)),
+                    Err(StepError::Slice(e)) => {
+                        tracing::warn!(symbol = %self.chains[i].symbol, "cancelling order {id}: {e}");
+                        break;
+                    }
+                }
+            }
         }
-        self.close_book(i, None, OrderStatus::Cancelled, reason, recorder)
+        if through && bar.is_some() {
+            return Ok(());
+        }
+        let chain = &mut self.chains[i];
+        let (host, strategy): (Vec<_>, Vec<_>) =
+            chain.working.drain(..).partition(|w| w.host_reason.is_some());
+        chain.working = strategy;
+        self.close_book(i, None, OrderStatus::Cancelled, reason, recorder)?;
+        self.chains[i].working.extend(host);
+        Ok(())
     }
 
     /// Records every working order of chain `i` as closed with `status` and
@@ -388,6 +429,11 @@ impl Backtest<'_> {
                 return Err(invalid(format!("event for order {order_id}, which is not working")));
             };
             let w = chain.working.remove(pos);
+            let reason = match (&w.host_reason, status) {
+                (None, _) => reason,
+                (Some(why), OrderStatus::Filled) => format!("host liquidation: {why}"),
+                (Some(why), _) => format!("host liquidation: {why}; {reason}"),
+            };
             recorder.order(&order_record(w, status, Some(bar.ts), reason))?;
         }
         self.update_lifecycle(i, bar.ts, false, recorder)?;

@@ -208,6 +208,7 @@ mod tests {
             threads: 1,
             trade_from: None,
             max_bars_per_symbol: 1,
+            liquidation: Default::default(),
         };
         let bar = Bar { ts: 0, open: 100.0, high: 101.0, low: 99.0, close: 100.0, volume: 1.0 };
         assert!(check_bar(&bar, None, &settings).is_ok());

@@ -123,8 +123,9 @@ impl Backtest<'_> {
     }
 
     /// The drawdown kill switch fired: no new orders anywhere, working orders
-    /// cancelled, every position closed by the host at its next bar, and the
-    /// run ends when they are.
+    /// cancelled, every position closed by the host (at its next bar, or by
+    /// an order through the execution slot in live mode), and the run ends
+    /// when they are.
     pub(super) fn stop_trading(
         &mut self,
         reason: String,
@@ -137,10 +138,12 @@ impl Backtest<'_> {
             chain.active = false;
             chain.batch.signals.clear();
             chain.batch.fault = None;
-            if self.ledger.position(i).is_zero() {
+            // Orders whose cancellation the venue has not confirmed keep the
+            // chain reading bars until it reports how they ended.
+            if self.ledger.position(i).is_zero() && chain.working.is_empty() {
                 chain.ended = true;
                 chain.batch.bars.truncate(chain.batch.cursor + 1);
-            } else {
+            } else if !self.ledger.position(i).is_zero() {
                 chain.liquidate = Some(reason.clone());
                 let at = chain.last_ts.unwrap_or_default();
                 self.update_lifecycle(i, at, false, recorder)?;

@@ -61,7 +61,11 @@ pub fn serve(port: u16, status: SharedStatus, out: &Path) -> Result<Server> {
 fn command(url: &str, status: &SharedStatus) -> (u16, String, &'static str) {
     let name = url.split('?').next().unwrap_or_default().strip_prefix("/ctl/").unwrap_or_default();
     let Some(command) = super::status::OperatorCommand::parse(name) else {
-        return (404, "not found: POST /ctl/pause, /ctl/resume or /ctl/cancel-all\n".into(), "text/plain");
+        return (
+            404,
+            "not found: POST /ctl/pause, /ctl/resume, /ctl/cancel-all or /ctl/flatten\n".into(),
+            "text/plain",
+        );
     };
     let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
     if !s.live {

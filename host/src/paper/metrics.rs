@@ -155,6 +155,14 @@ impl ExecutionSlice for Timed<dyn ExecutionSlice> {
     fn cancel(&mut self, order_id: OrderId, events: &mut Vec<OrderEvent>) -> SliceResult<()> {
         self.time(|s| s.cancel(order_id, events))
     }
+    fn submit_liquidation(
+        &mut self,
+        order: &Order,
+        bar: &Bar,
+        events: &mut Vec<OrderEvent>,
+    ) -> SliceResult<()> {
+        self.time(|s| s.submit_liquidation(order, bar, events))
+    }
 }
 
 /// Label values are quoted; backslashes, quotes and line ends escaped.

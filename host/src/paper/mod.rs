@@ -461,6 +461,10 @@ pub fn run(opts: Options) -> Result<ExitCode> {
     let chains = build_chains(&factory, &opts.symbols)?;
     let mut settings = settings_of(&first.config.config);
     settings.batch_size = PAPER_BATCH;
+    if live.is_some() {
+        // The venue holds the positions: the host closes them there.
+        settings.liquidation = crate::orchestrator::Liquidation::ThroughExecution;
+    }
     let mut backtest = Backtest::new(chains, settings, Some(&factory));
     backtest.record_decisions(true);
 
@@ -498,6 +502,8 @@ pub fn run(opts: Options) -> Result<ExitCode> {
         session.reconcile(backtest.ledger(), &opts.symbols)?;
     }
     let mut later = later.into_iter().peekable();
+    // Flattens the operator asked for, re-applied at the bars they took effect after.
+    let mut flattens: std::collections::VecDeque<Flatten> = recorded_flattens(&store)?.into();
     let mut last_stepped: Option<Timestamp> = None;
 
     let mut next_config_check = Instant::now();
@@ -513,7 +519,16 @@ pub fn run(opts: Options) -> Result<ExitCode> {
             if !catching_up {
                 set_state(&status, &backtest, SessionState::Running);
                 if let Some(session) = &live {
-                    operator_commands(session, &status, &store);
+                    let generation = factory.current().number;
+                    operator_commands(
+                        session,
+                        &status,
+                        &store,
+                        &mut backtest,
+                        &mut rec,
+                        last_stepped,
+                        generation,
+                    )?;
                 }
                 let bars_now = committed_steps;
                 if pending_reload.as_ref().is_some_and(|p| p.task.is_finished()) {
@@ -580,16 +595,26 @@ pub fn run(opts: Options) -> Result<ExitCode> {
                             audit.write(&step_line(&rec))?;
                         }
                         rec.clear();
-                        if later.peek().is_some_and(|(at, _)| *at == ts) {
-                            let (_, next) = later.next().expect("peeked");
-                            // Orders it cancels belong to the next bar's record, as they did.
-                            apply_generation(&mut backtest, &factory, next, &mut rec)?;
-                        }
+                        // The committed state is the state at the commit, before
+                        // what the operator or a reload did between bars.
                         if Some(ts) == committed {
                             verify_resumed(&store, &backtest)?;
                             if let Some(session) = &live {
                                 session.reconcile(backtest.ledger(), &opts.symbols)?;
                             }
+                        }
+                        // Between two bars, in the order they were applied: a
+                        // flatten under the generation before a reload, the
+                        // reload, a flatten under the new generation.
+                        let generation = factory.current().number;
+                        replay_flattens(&mut flattens, ts, generation, &mut backtest, &mut rec)?;
+                        if later.peek().is_some_and(|(at, _)| *at == ts) {
+                            let (_, next) = later.next().expect("peeked");
+                            // Orders it cancels belong to the next bar's record, as they did.
+                            apply_generation(&mut backtest, &factory, next, &mut rec)?;
+                        }
+                        replay_flattens(&mut flattens, ts, u32::MAX, &mut backtest, &mut rec)?;
+                        if Some(ts) == committed {
                             let restored = restore_snapshots(&mut backtest, &store.snapshots()?)?;
                             if !restored.is_empty() {
                                 tracing::info!("handed persisted state back to {}", restored.join(", "));
@@ -728,8 +753,60 @@ fn stop_error(
     }
 }
 
-/// Applies what `host ctl` asked, between bars.
-fn operator_commands(session: &LiveSession, status: &SharedStatus, store: &Store) {
+/// Why the host closes positions on an operator's flatten.
+const FLATTEN_REASON: &str = "operator flatten (host ctl flatten)";
+
+/// An operator's flatten as the state database keeps it: applied between
+/// the bar `after` and the next, under config generation `generation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Flatten {
+    after: Option<Timestamp>,
+    generation: u32,
+}
+
+fn recorded_flattens(store: &Store) -> Result<Vec<Flatten>> {
+    match store.meta("live_flattens")? {
+        None => Ok(Vec::new()),
+        Some(text) => serde_json::from_str(&text).with_context(|| {
+            format!("the operator's flattens recorded in {} cannot be read", store.path().display())
+        }),
+    }
+}
+
+/// Re-applies, while replaying, the flattens recorded after bar `ts` under
+/// a generation up to `generation`: the same cancellations and closing
+/// orders, which the venue journal answers as the venue did.
+fn replay_flattens(
+    flattens: &mut std::collections::VecDeque<Flatten>,
+    ts: Timestamp,
+    generation: u32,
+    backtest: &mut Backtest<'_>,
+    rec: &mut StepRecorder,
+) -> Result<()> {
+    // One before the first bar found nothing to cancel or close.
+    while flattens.front().is_some_and(|f| f.after.is_none_or(|at| at < ts)) {
+        flattens.pop_front();
+    }
+    while flattens.front().is_some_and(|f| f.after == Some(ts) && f.generation <= generation) {
+        flattens.pop_front();
+        backtest
+            .flatten(FLATTEN_REASON, rec)
+            .with_context(|| format!("replaying the flatten after {}", iso(ts)))?;
+    }
+    Ok(())
+}
+
+/// Applies what `host ctl` asked, between bars. A flatten is recorded
+/// before anything is sent, so a restart re-applies it at the same bar.
+fn operator_commands(
+    session: &LiveSession,
+    status: &SharedStatus,
+    store: &Store,
+    backtest: &mut Backtest<'_>,
+    rec: &mut StepRecorder,
+    last_stepped: Option<Timestamp>,
+    generation: u32,
+) -> Result<()> {
     let commands = std::mem::take(&mut status.lock().expect("status").commands);
     for command in commands {
         use status::OperatorCommand::*;
@@ -750,10 +827,24 @@ fn operator_commands(session: &LiveSession, status: &SharedStatus, store: &Store
                 session.cancel_working();
                 "cancel-all: every order working at the venue was asked to cancel"
             }
+            Flatten => {
+                let mut recorded = recorded_flattens(store)?;
+                recorded.push(self::Flatten { after: last_stepped, generation });
+                store
+                    .set_meta("live_flattens", &serde_json::to_string(&recorded)?)
+                    .context("cannot record the operator's flatten: nothing was cancelled or sent")?;
+                store.set_meta("live_paused", "1").context("cannot record the flatten's pause")?;
+                session.venue.set_paused(true);
+                status.lock().expect("status").paused = true;
+                backtest.flatten(FLATTEN_REASON, rec)?;
+                "flatten: every working order cancelled and every position closed at the venue by a market order; \
+                 paused until host ctl resume"
+            }
         };
         tracing::warn!("operator: {what}");
         let _ = store.session_event(&format!("operator: {what}"));
     }
+    Ok(())
 }
 
 /// `paper`, `live` or `live (dry run)`, as summaries say it.
@@ -1120,7 +1211,7 @@ fn finish_files(
     let status = if outcome == "completed" && !faults.is_empty() { "completed-with-faults" } else { outcome };
     let dropped: Vec<String> =
         backtest.symbol_reports().into_iter().filter(|r| !r.active).map(|r| r.symbol.to_string()).collect();
-    let summary = serde_json::json!({
+    let mut summary = serde_json::json!({
         "status": status,
         "error": error,
         "mode": mode_name(opts),
@@ -1143,9 +1234,23 @@ fn finish_files(
         "audit_log": out.join("audit.jsonl").display().to_string(),
         "venue": live.map(LiveSession::summary),
     });
+    let left_open = backtest.positions_left_open();
+    if live.is_some() {
+        summary["risk_stop"] = serde_json::json!(backtest.stopped());
+        summary["positions_left_open"] = serde_json::json!(left_open);
+    }
     std::fs::write(out.join("summary.json"), serde_json::to_string_pretty(&summary)? + "\n")
         .with_context(|| format!("cannot write {}", out.join("summary.json").display()))?;
     let names = opts.symbols.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+    let mut warnings = String::new();
+    if live.is_some() {
+        if let Some(reason) = backtest.stopped() {
+            warnings.push_str(&format!("  stopped       {reason}\n"));
+        }
+        for message in left_open {
+            warnings.push_str(&format!("  LEFT OPEN     {message}\n"));
+        }
+    }
     Ok(format!(
         "{} session of {names}: {status}\n  faults        {}\n  bars          {}\n  last bar      {}\n  final equity  {equity} (cash {cash})\n  fills         {}\n  state         {}\n  artifacts     {}\n",
         if opts.live.is_some() { "Live" } else { "Paper" },
@@ -1155,5 +1260,5 @@ fn finish_files(
         count("fills"),
         store.path().display(),
         out.display()
-    ))
+    ) + &warnings)
 }

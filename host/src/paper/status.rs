@@ -123,6 +123,9 @@ pub enum OperatorCommand {
     Resume,
     /// Cancel every order working at the venue.
     CancelAll,
+    /// Cancel every working order, close every position through the venue,
+    /// and pause (until `Resume`).
+    Flatten,
 }
 
 impl OperatorCommand {
@@ -131,6 +134,7 @@ impl OperatorCommand {
             "pause" => Some(OperatorCommand::Pause),
             "resume" => Some(OperatorCommand::Resume),
             "cancel-all" => Some(OperatorCommand::CancelAll),
+            "flatten" => Some(OperatorCommand::Flatten),
             _ => None,
         }
     }
