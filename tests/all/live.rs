@@ -900,3 +900,95 @@ fn a_closing_order_the_venue_refuses_is_reported_as_left_open_and_not_sent_again
     assert!(printed.contains("LEFT OPEN"), "{printed}");
     assert_ledger_is_the_account(&live);
 }
+
+#[test]
+fn an_execution_algorithm_works_orders_at_the_exchange_through_the_host_and_survives_a_kill_9() {
+    let mut live = Live::new();
+    let mut config = live.config().slice("execution", |s| {
+        s.plugin = component("twap-execution");
+        s.config = "slices = 3".into();
+        s.extra
+            .push(format!("venue = {{ plugin = {:?} }}", component("sim-execution").display().to_string()));
+    });
+    config.paper.push(("http-port".into(), "0".into()));
+    live.write_config(&config);
+    let mut host = live.start(&["--yes"]);
+    live.warmed_up(&mut host);
+
+    // Trade until the venue has filled an order's three children, then
+    // kill -9 with the next order's children perhaps half placed.
+    let third_child_filled = |live: &Live| {
+        venue_orders(&live.sim).iter().any(|o| {
+            o["status"] == "FILLED"
+                && o["client_order_id"].as_str().unwrap().rsplit('-').next().unwrap().ends_with("003")
+        })
+    };
+    let mut bars = 0;
+    while !third_child_filled(&live) {
+        live.step(&mut host);
+        bars += 1;
+        assert!(bars < 200, "no order worked after {bars} bars:\n{}", host.stderr());
+    }
+    live.step(&mut host);
+    live.sim.advance();
+    host.kill9();
+    let mut host = live.start(&["--yes"]);
+    for _ in 0..8 {
+        live.step(&mut host);
+    }
+    // The operator flattens: the host's closing order goes to the exchange
+    // as it is, one order for the whole position, not through the algorithm.
+    hold_a_position(&live, &mut host);
+    assert!(ctl(&live, "flatten").ok());
+    live.step(&mut host);
+    live.step(&mut host);
+    assert!(live.sim.balance("BTC").is_zero(), "the venue still holds {} BTC", live.sim.balance("BTC"));
+    live.stop(&mut host);
+
+    // Each order the ledger filled is three orders at the venue, with the
+    // client order ids of its children (order id * 1000 + 1..3), whose
+    // sizes add up to it; no client order id went out twice.
+    let venue = venue_orders(&live.sim);
+    let all = rows(&live.file("orders.csv"));
+    let is_liquidation = |o: &Vec<String>| o.last().is_some_and(|r| r.starts_with("host liquidation"));
+    let liquidation: Vec<&Vec<String>> = all.iter().filter(|o| is_liquidation(o)).collect();
+    assert_eq!(liquidation.len(), 1, "{all:?}");
+    let id: u64 = liquidation[0][0].parse().unwrap();
+    let sent: Vec<&Value> = venue
+        .iter()
+        .filter(|v| {
+            v["client_order_id"].as_str().unwrap().rsplit('-').next() == Some(&(id * 1000 + 1).to_string())
+        })
+        .collect();
+    assert_eq!(sent.len(), 1, "the liquidation {:?} went out as one order: {venue:#?}", liquidation[0]);
+    assert_eq!(liquidation[0][9], "filled", "{all:?}");
+    let filled: Vec<Vec<String>> =
+        all.iter().filter(|o| o[9] == "filled" && !is_liquidation(o)).cloned().collect();
+    assert!(!filled.is_empty());
+    for order in &filled {
+        let id: u64 = order[0].parse().unwrap();
+        let children: Vec<&Value> = venue
+            .iter()
+            .filter(|v| {
+                let client = v["client_order_id"].as_str().unwrap();
+                (1..=3).any(|n| client.ends_with(&format!("-{}", id * 1000 + n)))
+            })
+            .collect();
+        assert_eq!(children.len(), 3, "order {order:?} at the venue: {children:#?}");
+        let sizes: Decimal = children
+            .iter()
+            .map(|c| {
+                c["order_configuration"]["market_market_ioc"]["base_size"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<Decimal>()
+                    .unwrap()
+            })
+            .sum();
+        assert_eq!(sizes, order[6].parse::<Decimal>().unwrap(), "order {order:?}");
+    }
+    assert!(venue.len() >= 3 * filled.len());
+    let venue_fills = live.sim.account()["fills"].as_array().unwrap().len();
+    assert_eq!(rows(&live.file("fills.csv")).len(), venue_fills, "every venue fill is in the ledger once");
+    assert_ledger_is_the_account(&live);
+}

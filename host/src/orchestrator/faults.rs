@@ -381,6 +381,12 @@ impl Backtest<'_> {
             if chain.liquidate.is_none() || chain.liquidating.is_some() || chain.ended {
                 continue;
             }
+            // Sized only once the venue has ended every working order (their
+            // cancels confirmed): a fill racing a cancel must not leave part
+            // of the position open.
+            if !chain.working.is_empty() {
+                continue;
+            }
             // Before the chain's first bar it holds nothing to close.
             let Some(bar) = chain.last_bar else { continue };
             let reason = self.chains[i].liquidate.take().unwrap_or_default();

@@ -59,6 +59,12 @@ struct Parent {
     filled: Decimal,
     children: u64,
     open: bool,
+    /// A host liquidation sent as it is: no slice works it, so the host
+    /// closes it when the venue ends its child unfilled.
+    direct: bool,
+    /// How it closes once the venue has ended its working children (a
+    /// cancel takes effect when the venue confirms it; a fill may come first).
+    closing: Option<OrderEvent>,
 }
 
 struct Child {
@@ -110,12 +116,34 @@ impl VenueDesk {
         self.failure.get_or_insert(error);
     }
 
+    fn open_parent(&mut self, order: &Order) {
+        let parent = Parent {
+            order: order.clone(),
+            committed: Decimal::ZERO,
+            filled: Decimal::ZERO,
+            children: 0,
+            open: true,
+            direct: false,
+            closing: None,
+        };
+        self.parents.insert(order.id.0, parent);
+    }
+
     fn place(&mut self, request: venue::ChildOrder) -> Result<venue::ChildState, String> {
+        self.place_at_venue(request, false)
+    }
+
+    fn place_at_venue(
+        &mut self,
+        request: venue::ChildOrder,
+        liquidation: bool,
+    ) -> Result<venue::ChildState, String> {
         let Some(bar) = self.bar else { return Err("no bar has reached the execution slice yet".into()) };
         let parent_id = request.parent_id;
-        let parent = self.parents.get_mut(&parent_id).filter(|p| p.open).ok_or_else(|| {
-            format!("order {parent_id} is not a working parent order of this execution slice")
-        })?;
+        let parent =
+            self.parents.get_mut(&parent_id).filter(|p| p.open && p.closing.is_none()).ok_or_else(|| {
+                format!("order {parent_id} is not a working parent order of this execution slice")
+            })?;
         let quantity = parse_decimal("quantity", &request.quantity)?;
         let price = |field: &str, text: Option<String>| -> Result<Option<Decimal>, String> {
             let value = text.map(|t| parse_decimal(field, &t)).transpose()?;
@@ -184,7 +212,14 @@ impl VenueDesk {
             },
         );
         let mut events = Vec::new();
-        if self.at_venue(|v| v.submit(&order, &bar, &mut events)).is_none() {
+        let sent = self.at_venue(|v| {
+            if liquidation {
+                v.submit_liquidation(&order, &bar, &mut events)
+            } else {
+                v.submit(&order, &bar, &mut events)
+            }
+        });
+        if sent.is_none() {
             return Err(self.failed());
         }
         self.absorb(events);
@@ -288,23 +323,55 @@ impl VenueDesk {
         Ok(())
     }
 
-    /// Cancels every working child of `parent` and closes it.
-    fn close_parent(&mut self, parent: u64) {
+    /// Cancels every working child of `parent`; it closes as `close` once
+    /// the venue has ended them all.
+    fn close_parent(&mut self, parent: u64, close: OrderEvent) {
         let working: Vec<u64> = self
             .children
             .iter()
             .filter(|(_, c)| c.parent == parent && c.status == venue::ChildStatus::Working)
             .map(|(id, _)| *id)
             .collect();
+        if let Some(p) = self.parents.get_mut(&parent) {
+            p.closing.get_or_insert(close);
+        }
         for id in working {
             let mut events = Vec::new();
             if self.at_venue(|v| v.cancel(OrderId(id), &mut events)).is_some() {
                 self.absorb(events);
             }
         }
-        if let Some(p) = self.parents.get_mut(&parent) {
-            p.open = false;
+    }
+
+    /// Parents with no child left working that are closing, or are host
+    /// liquidations the venue ended unfilled: their close events (with the
+    /// venue's reason for a liquidation; the orchestrator reports what is
+    /// left open).
+    fn settle_closes(&mut self) -> Vec<OrderEvent> {
+        let mut closes = Vec::new();
+        for (id, parent) in self.parents.iter_mut().filter(|(_, p)| p.open) {
+            let mine = self.children.values().filter(|c| c.parent == *id);
+            if mine.clone().any(|c| c.status == venue::ChildStatus::Working) {
+                continue;
+            }
+            if let Some(close) = parent.closing.take() {
+                parent.open = false;
+                closes.push(close);
+            } else if parent.direct {
+                let reason = mine
+                    .filter_map(|c| c.reason.clone())
+                    .last()
+                    .unwrap_or_else(|| "ended by the venue".into());
+                parent.open = false;
+                let order_id = parent.order.id;
+                closes.push(if parent.filled.is_zero() {
+                    OrderEvent::Rejected { order_id, reason }
+                } else {
+                    OrderEvent::Cancelled { order_id, reason }
+                });
+            }
         }
+        closes
     }
 
     fn any_child_working(&self) -> bool {
@@ -363,7 +430,6 @@ impl RoutedExecution {
             return Err(error);
         }
         answered?;
-        let mut closes = Vec::new();
         for event in own {
             match event {
                 OrderEvent::Filled(fill) => {
@@ -381,12 +447,9 @@ impl RoutedExecution {
                                 "closed order {order_id}, which it was never given"
                             )));
                         }
-                        // Filled in full by the venue first: nothing left to close.
-                        Some(p) if p.filled >= p.order.quantity => {}
-                        Some(_) => {
-                            desk.close_parent(order_id.0);
-                            closes.push(event);
-                        }
+                        // Filled in full by the venue first, or closing already.
+                        Some(p) if p.filled >= p.order.quantity || p.closing.is_some() => {}
+                        Some(_) => desk.close_parent(order_id.0, event),
                     }
                 }
             }
@@ -395,6 +458,7 @@ impl RoutedExecution {
             return Err(error);
         }
         let desk = self.desk();
+        let closes = desk.settle_closes();
         events.append(&mut desk.fills);
         events.extend(closes);
         // Finished parents are forgotten; their children with them.
@@ -431,19 +495,40 @@ impl ExecutionSlice for RoutedExecution {
     fn submit(&mut self, order: &Order, bar: &Bar, events: &mut Vec<OrderEvent>) -> SliceResult<()> {
         let desk = self.desk();
         desk.begin(Some(bar));
-        desk.parents.insert(
-            order.id.0,
-            Parent {
-                order: order.clone(),
-                committed: Decimal::ZERO,
-                filled: Decimal::ZERO,
-                children: 0,
-                open: true,
-            },
-        );
+        desk.open_parent(order);
         let mut own = Vec::new();
         let answered = self.inner.submit(order, bar, &mut own);
         self.finish(answered, own, events)
+    }
+
+    /// The host's own closing order goes to the venue as it is, one child
+    /// for the whole quantity: a position must close even when the slice
+    /// that would work it is the one that failed.
+    fn submit_liquidation(
+        &mut self,
+        order: &Order,
+        bar: &Bar,
+        events: &mut Vec<OrderEvent>,
+    ) -> SliceResult<()> {
+        let desk = self.desk();
+        desk.begin(Some(bar));
+        desk.open_parent(order);
+        if let Some(p) = desk.parents.get_mut(&order.id.0) {
+            p.direct = true;
+        }
+        let child = venue::ChildOrder {
+            parent_id: order.id.0,
+            quantity: decimal_to_wire(order.quantity),
+            order_type: order_type_to_wire(order.order_type),
+            limit_price: order.limit_price.map(decimal_to_wire),
+            stop_price: order.stop_price.map(decimal_to_wire),
+            time_in_force: tif_to_wire(order.time_in_force),
+        };
+        let mut own = Vec::new();
+        if let Err(refused) = desk.place_at_venue(child, true) {
+            own.push(OrderEvent::Rejected { order_id: order.id, reason: refused });
+        }
+        self.finish(Ok(()), own, events)
     }
 
     fn on_bar(&mut self, bar: &Bar, events: &mut Vec<OrderEvent>) -> SliceResult<()> {
@@ -473,7 +558,7 @@ impl ExecutionSlice for RoutedExecution {
         let closed_by_slice = own.iter().any(|e| {
             matches!(e, OrderEvent::Cancelled { order_id: id, .. } | OrderEvent::Rejected { order_id: id, .. } if *id == order_id)
         });
-        let still_open = self.desk().parents.get(&order_id.0).is_some_and(|p| p.open);
+        let still_open = self.desk().parents.get(&order_id.0).is_some_and(|p| p.open && p.closing.is_none());
         if answered.is_ok() && !closed_by_slice && still_open {
             own.push(OrderEvent::Cancelled {
                 order_id,
@@ -498,5 +583,22 @@ fn tif_from_wire(t: wire::TimeInForce) -> TimeInForce {
         wire::TimeInForce::Gtc => TimeInForce::Gtc,
         wire::TimeInForce::Day => TimeInForce::Day,
         wire::TimeInForce::Ioc => TimeInForce::Ioc,
+    }
+}
+
+fn order_type_to_wire(t: OrderType) -> wire::OrderType {
+    match t {
+        OrderType::Market => wire::OrderType::Market,
+        OrderType::Limit => wire::OrderType::Limit,
+        OrderType::Stop => wire::OrderType::Stop,
+        OrderType::StopLimit => wire::OrderType::StopLimit,
+    }
+}
+
+fn tif_to_wire(t: TimeInForce) -> wire::TimeInForce {
+    match t {
+        TimeInForce::Gtc => wire::TimeInForce::Gtc,
+        TimeInForce::Day => wire::TimeInForce::Day,
+        TimeInForce::Ioc => wire::TimeInForce::Ioc,
     }
 }
