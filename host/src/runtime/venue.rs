@@ -360,7 +360,7 @@ impl VenueDesk {
             } else if parent.direct {
                 let reason = mine
                     .filter_map(|c| c.reason.clone())
-                    .last()
+                    .next_back()
                     .unwrap_or_else(|| "ended by the venue".into());
                 parent.open = false;
                 let order_id = parent.order.id;
