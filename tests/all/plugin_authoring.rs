@@ -380,6 +380,44 @@ fn a_host_of_the_next_compatible_interface_runs_the_unchanged_components() {
     }
     assert_eq!(read_trades(&bumped), read_trades(&today), "the same components make the same trades");
 
+    // Components as built before 0.1.1 (their interface names say 0.1.0)
+    // run on today's host with the same trades.
+    let mut older = ConfigFile::reference(&shared_data());
+    for (kind, slice) in older.slices.iter_mut() {
+        let relabelled = dir.path().join(format!("{kind}-0.1.0.wasm"));
+        std::fs::write(
+            &relabelled,
+            with_interface_version(&std::fs::read(&slice.plugin).unwrap(), "0.1.1", "0.1.0"),
+        )
+        .unwrap();
+        slice.plugin = relabelled;
+    }
+    let older_config = dir.path().join("older.toml");
+    std::fs::write(&older_config, older.to_toml()).unwrap();
+    let older_run = dir.path().join("older");
+    ok(
+        host_with(
+            &host_bin(),
+            dir.path(),
+            &cache,
+            &[
+                "run",
+                "--symbols",
+                "BTC-USD-1d",
+                "--config",
+                older_config.to_str().unwrap(),
+                "--out",
+                older_run.to_str().unwrap(),
+            ],
+        ),
+        "0.1.0 components on today's host",
+    );
+    let summary = read_summary(&older_run);
+    for kind in ["data", "analysis", "regime", "strategy", "sizing", "execution"] {
+        assert_eq!(summary["slices"][kind]["built_against"], "0.1.0", "{kind}");
+    }
+    assert_eq!(read_trades(&older_run), read_trades(&today), "0.1.0 components make the same trades");
+
     // A component that claims 0.2.0 is refused by both, naming both versions.
     let newer = dir.path().join("newer.wasm");
     std::fs::write(
