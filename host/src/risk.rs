@@ -32,6 +32,11 @@ pub struct RiskLimits {
     /// which no new positions are opened until the next day.
     #[serde(default = "default_max_daily_loss", with = "decimal_option")]
     pub max_daily_loss: Option<Decimal>,
+    /// When the daily-loss limit is breached, also close every position (in
+    /// live mode with market orders at the venue), once per UTC day. Off by
+    /// default: the limit only stops new positions.
+    #[serde(default)]
+    pub daily_loss_closes: bool,
     /// A fall from the equity peak, as a fraction, at which the host closes
     /// every position and stops the run.
     #[serde(default, with = "decimal_option")]
@@ -72,6 +77,7 @@ impl Default for RiskLimits {
             max_position_fraction: default_max_position(),
             max_gross_exposure: default_max_gross(),
             max_daily_loss: default_max_daily_loss(),
+            daily_loss_closes: false,
             max_drawdown: None,
             max_order_notional: None,
             max_orders_per_day: None,
@@ -186,6 +192,8 @@ pub struct RiskGate {
     /// a cash account, `max-leverage` for a margin one. Applies whatever
     /// `[risk]` says, so no config can borrow without opting in.
     leverage_cap: Decimal,
+    /// The UTC day the daily-loss limit last closed every position.
+    daily_closed: Option<i64>,
 }
 
 impl RiskGate {
@@ -199,6 +207,7 @@ impl RiskGate {
             peak_equity: start_equity,
             killed: None,
             leverage_cap: Decimal::ONE,
+            daily_closed: None,
         }
     }
 
@@ -259,6 +268,24 @@ impl RiskGate {
             return Some(reason);
         }
         None
+    }
+
+    /// Called after marking, with the equity at the close: with
+    /// `daily-loss-closes`, the reason to close every position the first
+    /// time in a UTC day the daily-loss limit is breached.
+    pub fn daily_close_due(&mut self, equity: Decimal) -> Option<String> {
+        let limit = self.limits.max_daily_loss.filter(|_| self.limits.daily_loss_closes)?;
+        if self.daily_closed == self.day || !self.daily_loss_breached(equity) {
+            return None;
+        }
+        self.daily_closed = self.day;
+        Some(format!(
+            "max-daily-loss: equity {} is more than {}% below the day's start of {}; every position closed, \
+             no new positions until the next day",
+            equity.round_dp(2),
+            percent(limit),
+            self.day_start_equity.round_dp(2)
+        ))
     }
 
     /// True while the day's loss is beyond its limit: no new positions today.
@@ -399,6 +426,7 @@ mod tests {
             max_order_notional: Some(d("5000")),
             max_orders_per_day: Some(2),
             max_adjustments_per_position: 3,
+            daily_loss_closes: false,
         };
         let mut gate = RiskGate::new(limits, d("10000")).with_leverage_cap(d("2"));
         gate.begin(0, d("10000"));
@@ -422,6 +450,22 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_daily_loss_close_fires_once_a_day_and_only_when_asked() {
+        let limits = RiskLimits { max_daily_loss: Some(d("0.1")), ..RiskLimits::default() };
+        let mut gate = RiskGate::new(limits.clone(), d("10000"));
+        gate.begin(0, d("10000"));
+        assert!(gate.daily_close_due(d("5000")).is_none(), "off unless daily-loss-closes");
+        let mut gate = RiskGate::new(RiskLimits { daily_loss_closes: true, ..limits }, d("10000"));
+        gate.begin(0, d("10000"));
+        assert!(gate.daily_close_due(d("9000")).is_none());
+        let reason = gate.daily_close_due(d("8999")).unwrap();
+        assert!(reason.contains("every position closed"), "{reason}");
+        assert!(gate.daily_close_due(d("8000")).is_none(), "once a day");
+        gate.begin(MS_PER_DAY, d("8000"));
+        assert!(gate.daily_close_due(d("7199")).is_some(), "again the next day");
     }
 
     #[test]

@@ -861,6 +861,37 @@ fn the_drawdown_kill_switch_closes_the_position_at_the_venue_and_ends_the_sessio
 }
 
 #[test]
+fn the_daily_loss_limit_closes_positions_at_the_venue_and_the_session_trades_on() {
+    let mut live = Live::new();
+    let mut config = live.config();
+    config.risk.push(("max-daily-loss".into(), "0.0001".into()));
+    config.risk.push(("daily-loss-closes".into(), "true".into()));
+    live.write_config(&config);
+    let mut host = live.start(&["--yes"]);
+    live.warmed_up(&mut host);
+    hold_a_position(&live, &mut host);
+    let mut bars = 0;
+    while !live.sim.balance("BTC").is_zero() {
+        live.step(&mut host);
+        bars += 1;
+        assert!(bars < 30, "still holding after {bars} bars:\n{}", host.stderr());
+    }
+    // Not a kill switch: the session goes on.
+    live.step(&mut host);
+    live.step(&mut host);
+    live.stop(&mut host);
+    let orders = live.file("orders.csv");
+    let closing: Vec<Vec<String>> = rows(&orders)
+        .into_iter()
+        .filter(|o| o.last().is_some_and(|r| r.starts_with("host liquidation: max-daily-loss")))
+        .collect();
+    assert!(!closing.is_empty(), "{orders}");
+    assert!(closing.iter().all(|o| o[3] == "sell" && o[9] == "filled"), "{orders}");
+    assert_ne!(live.summary()["status"], "stopped-by-risk");
+    assert_ledger_is_the_account(&live);
+}
+
+#[test]
 fn a_closing_order_the_venue_refuses_is_reported_as_left_open_and_not_sent_again() {
     let mut live = Live::new();
     let mut config = live.config();

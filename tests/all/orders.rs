@@ -244,6 +244,39 @@ fn the_drawdown_kill_switch_closes_everything_and_stops() {
 }
 
 #[test]
+fn the_daily_loss_limit_can_close_every_position_and_trading_resumes_the_next_day() {
+    let (ran, dir) = realistic(&[("daily-loss-closes", "true")], LIMIT_IN_STOP_OUT, false);
+    assert!(ran.ok(), "{ran:#?}");
+    let out = dir.path().join("run");
+    check_ledger_at_every_bar(&out, false);
+    let orders = rows(&out.join("orders.csv"));
+    let closes: Vec<_> =
+        orders.iter().filter(|o| o["reason"].starts_with("host liquidation: max-daily-loss")).collect();
+    assert!(!closes.is_empty(), "no position was closed by the daily-loss limit");
+    assert!(closes.iter().all(|o| o["status"] == "filled"), "{closes:?}");
+    // Trading goes on: strategy orders fill after the first daily close.
+    let first = &closes[0]["created_ts"];
+    assert!(
+        orders.iter().any(|o| !o["reason"].starts_with("host liquidation")
+            && o["status"] == "filled"
+            && &o["created_ts"] > first),
+        "nothing traded after the first daily close"
+    );
+    // Long only: no decision on the closing bar sold what the host was closing.
+    let mut held: BTreeMap<String, Decimal> = BTreeMap::new();
+    for f in rows(&out.join("fills.csv")) {
+        let q = held.entry(f["symbol"].clone()).or_default();
+        *q += if f["side"] == "buy" { d(&f["qty"]) } else { -d(&f["qty"]) };
+        assert!(*q >= Decimal::ZERO, "{} went short at {}", f["symbol"], f["ts"]);
+    }
+    // Without `daily-loss-closes` the same limit closes nothing.
+    let (ran, dir) = realistic(&[], LIMIT_IN_STOP_OUT, false);
+    assert!(ran.ok(), "{ran:#?}");
+    let plain = rows(&dir.path().join("run").join("orders.csv"));
+    assert!(!plain.iter().any(|o| o["reason"].contains("max-daily-loss")), "closed without being asked");
+}
+
+#[test]
 fn short_selling_is_refused_unless_enabled_and_then_pays_borrow() {
     let short_strategy = "side = \"short\"";
     let (ran, dir) = realistic(&[], short_strategy, false);

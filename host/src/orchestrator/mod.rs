@@ -882,6 +882,8 @@ impl<'f> Backtest<'f> {
         }
         if let Some(reason) = self.gate.after_marks(self.ledger.equity()) {
             self.stop_trading(reason, recorder)?;
+        } else if let Some(reason) = self.gate.daily_close_due(self.ledger.equity()) {
+            self.close_for_the_day(reason, recorder)?;
         }
         for &i in &active {
             let chain = &mut self.chains[i];

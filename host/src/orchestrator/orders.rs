@@ -40,7 +40,7 @@ impl Backtest<'_> {
         self.stats.signals += 1;
         // The host's closing order is working: a decision now could cancel
         // or cross it, so none is acted on until it is done.
-        if self.chains[i].liquidating.is_some() {
+        if self.chains[i].liquidating.is_some() || self.chains[i].liquidate.is_some() {
             self.refuse("host liquidation in progress: no new decisions until it is done");
             return Ok(());
         }

@@ -152,4 +152,27 @@ impl Backtest<'_> {
         self.stopped = Some(reason);
         Ok(())
     }
+
+    /// The daily-loss limit closes every position (`risk.daily-loss-closes`):
+    /// working orders cancelled, each open position closed by the host at its
+    /// next bar (through the venue in live mode); the chains keep trading,
+    /// with no new positions until the next UTC day.
+    pub(super) fn close_for_the_day(
+        &mut self,
+        reason: String,
+        recorder: &mut dyn Recorder,
+    ) -> Result<(), RunError> {
+        tracing::warn!("{reason}");
+        for i in 0..self.chains.len() {
+            if !self.chains[i].active || self.ledger.position(i).is_zero() {
+                continue;
+            }
+            self.cancel_all(i, &format!("cancelled by the host: {reason}"), recorder)?;
+            let chain = &mut self.chains[i];
+            chain.liquidate = Some(reason.clone());
+            let at = chain.last_ts.unwrap_or_default();
+            self.update_lifecycle(i, at, false, recorder)?;
+        }
+        Ok(())
+    }
 }
