@@ -103,6 +103,11 @@ fn a_twap_algorithm_splits_each_order_into_children_the_simulated_venue_fills_at
         "the summary names the algorithm and the venue's fill model: {model:?}"
     );
 
+    let venue = &summary["slices"]["execution"]["venue"];
+    assert_eq!(venue["name"], "sim-execution", "summary.json names the simulated venue: {summary:#}");
+    assert_eq!(venue["sha256"].as_str().map(str::len), Some(64), "{venue:#}");
+    assert_eq!(venue["settings"]["taker-fee-bps"], 10.0, "{venue:#}");
+
     // Deterministic: the same inputs give the same orders and fills, byte for byte.
     let (again, out2) = run(&config, dir.path(), "again");
     assert!(again.ok(), "{}", again.stderr);

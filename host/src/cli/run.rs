@@ -363,25 +363,13 @@ fn summarize(
         .map(|kind| {
             let plugin = session.plugin(kind);
             let section = session.config.config.slices.get(kind);
-            (
-                kind.as_str(),
-                SliceSummary {
-                    path: plugin.path.display().to_string(),
-                    sha256: plugin.sha256.clone(),
-                    size_bytes: plugin.size_bytes,
-                    name: plugin.info.name.clone(),
-                    version: plugin.info.version.clone(),
-                    interface_version: plugin.info.interface_version.clone(),
-                    built_against: plugin.built_against.to_string(),
-                    description: plugin.info.description.clone(),
-                    imports: plugin.imports.clone(),
-                    settings: session.settings[&kind].iter().cloned().collect(),
-                    grants: section.grants.clone(),
-                    limits: section.limits,
-                    compile_ms: plugin.compile_time.as_secs_f64() * 1e3,
-                    cache: plugin.cache.clone(),
-                },
-            )
+            let mut summary =
+                slice_summary(plugin, &session.settings[&kind], &section.grants, section.limits);
+            if let (Some(sim), Some(venue)) = (&plugin.venue, &section.venue) {
+                summary.venue =
+                    Some(Box::new(slice_summary(&sim.plugin, &sim.settings, &venue.grants, sim.limits)));
+            }
+            (kind.as_str(), summary)
         })
         .collect();
     let faults = backtest.faults().to_vec();
@@ -571,5 +559,31 @@ mod tests {
         assert_eq!(e.unwrap() - s.unwrap(), MS_PER_DAY - 1);
         let err = parse_range(Some("2024-02-01"), Some("2024-01-01")).unwrap_err();
         assert_eq!(err.to_string(), "--from 2024-02-01 is after --to 2024-01-01");
+    }
+}
+
+/// What `summary.json` says about one component and how it ran.
+fn slice_summary(
+    plugin: &crate::runtime::Plugin,
+    settings: &[(String, crate::model::ConfigValue)],
+    grants: &crate::config::Grants,
+    limits: crate::config::Limits,
+) -> SliceSummary {
+    SliceSummary {
+        path: plugin.path.display().to_string(),
+        sha256: plugin.sha256.clone(),
+        size_bytes: plugin.size_bytes,
+        name: plugin.info.name.clone(),
+        version: plugin.info.version.clone(),
+        interface_version: plugin.info.interface_version.clone(),
+        built_against: plugin.built_against.to_string(),
+        description: plugin.info.description.clone(),
+        imports: plugin.imports.clone(),
+        settings: settings.iter().cloned().collect(),
+        grants: grants.clone(),
+        limits,
+        compile_ms: plugin.compile_time.as_secs_f64() * 1e3,
+        cache: plugin.cache.clone(),
+        venue: None,
     }
 }

@@ -190,6 +190,9 @@ pub struct SliceSummary {
     /// Whether the compiled-component cache had it (`hit`), compiled it now
     /// (`miss`), replaced a damaged entry (`rebuilt`), or is disabled (`off`).
     pub cache: CacheOutcome,
+    /// An execution algorithm's simulated venue (`[slices.execution.venue]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub venue: Option<Box<SliceSummary>>,
 }
 
 #[derive(Debug, Serialize)]
