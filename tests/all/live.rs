@@ -1023,3 +1023,41 @@ fn an_execution_algorithm_works_orders_at_the_exchange_through_the_host_and_surv
     assert_eq!(rows(&live.file("fills.csv")).len(), venue_fills, "every venue fill is in the ledger once");
     assert_ledger_is_the_account(&live);
 }
+
+#[test]
+fn a_hostile_algorithm_trading_for_real_finds_no_key_in_the_venue_its_memory_or_anywhere() {
+    let mut live = Live::new();
+    let venue_addr = live.sim.rest.trim_start_matches("http://").to_owned();
+    let paths = format!("{},{}", live.key().display(), live.dir.path().join("session.db").display());
+    let config = live.config().slice("execution", |s| {
+        s.plugin = component("hostile-venue");
+        s.config = format!("attack = \"keys\", from-order = 1, paths = {paths:?}, venue = {venue_addr:?}");
+        s.extra
+            .push(format!("venue = {{ plugin = {:?} }}", component("sim-execution").display().to_string()));
+    });
+    live.write_config(&config);
+    let mut host = live.start(&["--yes"]);
+    live.warmed_up(&mut host);
+    // Real orders: the hunt runs right after the venue answered its first child.
+    let mut bars = 0;
+    while venue_orders(&live.sim).is_empty() || !host.stderr().contains("linear memory") {
+        live.step(&mut host);
+        bars += 1;
+        assert!(bars < 200, "no order reached the venue after {bars} bars:\n{}", host.stderr());
+    }
+    live.step(&mut host);
+    live.stop(&mut host);
+    let err = host.stderr();
+    assert!(!err.contains("ESCAPED"), "{err}");
+    for attempt in [
+        "contained: the venue answers with order states only",
+        "contained: no environment variables",
+        &format!("contained: read {}", live.key().display()),
+        "contained: read /proc/self/environ",
+        &format!("contained: tcp connect {venue_addr}"),
+        "contained: no private key in this instance's linear memory",
+    ] {
+        assert!(err.contains(attempt), "missing {attempt:?} in:\n{err}");
+    }
+    assert_ledger_is_the_account(&live);
+}
