@@ -541,27 +541,6 @@ fn group(n: i128) -> String {
     if n < 0 { format!("-{out}") } else { out }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn money_rounds_and_groups() {
-        assert_eq!(money("12345.678"), "12,345.68");
-        assert_eq!(money("-0.004"), "0.00");
-        assert_eq!(money("-1234.5"), "-1,234.50");
-        assert_eq!(money("10000"), "10,000.00");
-    }
-
-    #[test]
-    fn to_includes_its_whole_day_and_from_must_precede_it() {
-        let (s, e) = parse_range(Some("2024-01-01"), Some("2024-01-01")).unwrap();
-        assert_eq!(e.unwrap() - s.unwrap(), MS_PER_DAY - 1);
-        let err = parse_range(Some("2024-02-01"), Some("2024-01-01")).unwrap_err();
-        assert_eq!(err.to_string(), "--from 2024-02-01 is after --to 2024-01-01");
-    }
-}
-
 /// What `summary.json` says about one component and how it ran.
 fn slice_summary(
     plugin: &crate::runtime::Plugin,
@@ -585,5 +564,26 @@ fn slice_summary(
         compile_ms: plugin.compile_time.as_secs_f64() * 1e3,
         cache: plugin.cache.clone(),
         venue: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_rounds_and_groups() {
+        assert_eq!(money("12345.678"), "12,345.68");
+        assert_eq!(money("-0.004"), "0.00");
+        assert_eq!(money("-1234.5"), "-1,234.50");
+        assert_eq!(money("10000"), "10,000.00");
+    }
+
+    #[test]
+    fn to_includes_its_whole_day_and_from_must_precede_it() {
+        let (s, e) = parse_range(Some("2024-01-01"), Some("2024-01-01")).unwrap();
+        assert_eq!(e.unwrap() - s.unwrap(), MS_PER_DAY - 1);
+        let err = parse_range(Some("2024-02-01"), Some("2024-01-01")).unwrap_err();
+        assert_eq!(err.to_string(), "--from 2024-02-01 is after --to 2024-01-01");
     }
 }

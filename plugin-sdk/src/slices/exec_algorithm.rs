@@ -15,7 +15,7 @@
 //! [`crate::testing::NextOpenVenue`].
 
 use super::adapter::{self, Slot};
-use super::execution::{Order, OrderEvent};
+use super::execution::{Order, OrderEvent, to_wire};
 use super::sizing::parse_decimal;
 use crate::__private::types::{self as wire, ConfigEntry, PluginInfo};
 use crate::{Bar, Config, Decimal, Error, Manifest, OrderType, Result, SliceKind, TimeInForce};
@@ -158,10 +158,6 @@ pub fn init<T: ExecAlgorithm>(slot: &Slot<T>, config: Vec<ConfigEntry>) -> Resul
 #[doc(hidden)]
 pub fn fill_model<T: ExecAlgorithm>(slot: &Slot<T>) -> String {
     slot.with(|p| Ok(p.fill_model())).unwrap_or_default()
-}
-
-fn to_wire(events: Vec<OrderEvent>) -> Vec<wire::OrderEvent> {
-    events.into_iter().map(Into::into).collect()
 }
 
 #[doc(hidden)]

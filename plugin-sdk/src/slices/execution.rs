@@ -127,7 +127,7 @@ impl From<OrderEvent> for wire::OrderEvent {
     }
 }
 
-fn to_wire(events: Vec<OrderEvent>) -> Vec<wire::OrderEvent> {
+pub(super) fn to_wire(events: Vec<OrderEvent>) -> Vec<wire::OrderEvent> {
     events.into_iter().map(Into::into).collect()
 }
 
