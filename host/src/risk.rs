@@ -280,7 +280,7 @@ impl RiskGate {
         }
         self.daily_closed = self.day;
         Some(format!(
-            "max-daily-loss: equity {} is more than {}% below the day's start of {}; every position closed, \
+            "max-daily-loss: equity {} is more than {}% below the day's start of {}; every position closed and \
              no new positions until the next day",
             equity.round_dp(2),
             percent(limit),

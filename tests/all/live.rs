@@ -864,6 +864,7 @@ fn the_drawdown_kill_switch_closes_the_position_at_the_venue_and_ends_the_sessio
 fn the_daily_loss_limit_closes_positions_at_the_venue_and_the_session_trades_on() {
     let mut live = Live::new();
     let mut config = live.config();
+    config.risk.retain(|(k, _)| k != "max-daily-loss");
     config.risk.push(("max-daily-loss".into(), "0.0001".into()));
     config.risk.push(("daily-loss-closes".into(), "true".into()));
     live.write_config(&config);
